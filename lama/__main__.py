@@ -1,0 +1,5 @@
+import sys
+
+from lama.cli import main
+
+sys.exit(main())

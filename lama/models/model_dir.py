@@ -1,0 +1,195 @@
+"""Model directories in the official layout: ``config.yaml`` + ``models/<checkpoint>.ckpt``.
+
+Official dirs load here, and the dirs we write load in official tools: ``config.yaml`` carries the sections
+their loader reads (``generator``, ``training_model``, ``visualizer``, ``trainer.kwargs``), and the checkpoint is
+a plain dict of tensors that ``torch.load(weights_only=True)`` (the default of current torch) accepts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from lama.models.generators import build_generator, generator_config
+from lama.models.safe_pickle import load_checkpoint_file
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.yaml"
+DEFAULT_CHECKPOINT = "best.ckpt"
+GENERATOR_PREFIX = "generator."
+
+
+class ModelDirError(ValueError):
+    """A model dir, its config or its checkpoint is not what a LaMa model dir must be."""
+
+
+def generator_input(image: torch.Tensor, mask: torch.Tensor, concat_mask: bool = True) -> torch.Tensor:
+    """The official generator input: the image with holes zeroed, then the mask as a 4th channel."""
+    masked = image * (1 - mask)
+    return torch.cat([masked, mask], dim=1) if concat_mask else masked
+
+
+class InpaintingModel(nn.Module):
+    """Generator plus the official forward: masked image (and mask) in, raw prediction out.
+
+    Its state dict is exactly the ``generator.*`` part of an official checkpoint.
+    """
+
+    def __init__(self, generator: nn.Module, config: Mapping[str, Any], concat_mask: bool = True) -> None:
+        super().__init__()
+        self.generator = generator
+        self.generator_config = dict(config)
+        self.concat_mask = concat_mask
+
+    def make_input(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return generator_input(image, mask, self.concat_mask)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Raw generator output for an image in [0,1] and a binary mask (1 = hole), both NCHW."""
+        return self.generator(self.make_input(image, mask))
+
+
+def read_config(model_dir: str | Path) -> DictConfig:
+    """The dir's config with interpolations left unresolved (official configs hold ``${env:TORCH_HOME}``)."""
+    path = Path(model_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise ModelDirError(f"{path}: missing; a model dir holds config.yaml and models/{DEFAULT_CHECKPOINT}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ModelDirError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(data, dict) or "generator" not in data:
+        raise ModelDirError(f"{path}: expected a mapping with a 'generator' section")
+    return OmegaConf.create(data)
+
+
+def generator_state_dict(checkpoint: Any, source: str | Path) -> dict[str, torch.Tensor]:
+    """The ``generator.*`` tensors of a checkpoint, prefix stripped; every other key is ignored."""
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping):
+        kind = type(checkpoint).__name__
+        raise ModelDirError(f"{source}: expected a checkpoint dict with a 'state_dict', got {kind}")
+    tensors = {k[len(GENERATOR_PREFIX):]: v for k, v in state.items() if k.startswith(GENERATOR_PREFIX)}
+    if not tensors:
+        raise ModelDirError(f"{source}: the state dict holds no '{GENERATOR_PREFIX}*' keys")
+    return tensors
+
+
+def load_model(
+    path: str | Path, checkpoint: str = DEFAULT_CHECKPOINT, map_location: str | torch.device = "cpu"
+) -> InpaintingModel:
+    """Load an official or LaMa Lab model dir (or a ``.ckpt`` inside one) in eval mode.
+
+    The generator is built from ``config.yaml`` and its weights are loaded strictly: a missing or unexpected
+    generator key is an error. Discriminator, evaluator and loss keys are ignored. No code from the checkpoint
+    runs (see ``lama.models.safe_pickle``).
+    """
+    path = Path(path)
+    if path.is_file():
+        model_dir, checkpoint_path = path.parent.parent, path
+    else:
+        model_dir, checkpoint_path = path, path / "models" / checkpoint
+    config = read_config(model_dir)
+    training_model = config.get("training_model") or {}
+    if training_model.get("add_noise_kwargs"):
+        raise ModelDirError(f"{model_dir / CONFIG_NAME}: training_model.add_noise_kwargs is not supported")
+    try:
+        section = generator_config(config.generator)
+    except ValueError as error:
+        raise ModelDirError(f"{model_dir / CONFIG_NAME}: {error}") from error
+    if not checkpoint_path.is_file():
+        raise ModelDirError(f"{checkpoint_path}: checkpoint not found")
+    tensors = generator_state_dict(load_checkpoint_file(checkpoint_path, map_location), checkpoint_path)
+    generator = build_generator(section)
+    expected = set(generator.state_dict())
+    missing = sorted(expected - set(tensors))
+    unexpected = sorted(set(tensors) - expected)
+    if missing or unexpected:
+        raise ModelDirError(
+            f"{checkpoint_path}: weights do not match the {section['kind']} generator of {CONFIG_NAME} "
+            f"({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
+        )
+    try:
+        generator.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:  # shape mismatches
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ModelDirError(f"{checkpoint_path}: weights do not fit the generator of {CONFIG_NAME}: {first}") from error
+    model = InpaintingModel(generator, section, concat_mask=bool(training_model.get("concat_mask", True)))
+    return model.eval().to(map_location)
+
+
+def official_config(
+    generator: Mapping[str, Any], discriminator: Mapping[str, Any] | None = None, run_title: str = "lama-lab",
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A config.yaml body that official tools accept for prediction (their loader reads these sections)."""
+    config: dict[str, Any] = {
+        "run_title": run_title,
+        "training_model": {"kind": "default", "visualize_each_iters": 1000, "concat_mask": True,
+                           "store_discr_outputs_for_vis": True},
+        "generator": dict(generator),
+        "visualizer": {"kind": "noop"},
+        "trainer": {"kwargs": {}},
+    }
+    if discriminator is not None:
+        config["discriminator"] = dict(discriminator)
+    config.update(extra or {})
+    return config
+
+
+def save_model_dir(
+    model: InpaintingModel,
+    model_dir: str | Path,
+    checkpoint: str = DEFAULT_CHECKPOINT,
+    discriminator: nn.Module | None = None,
+    discriminator_config: Mapping[str, Any] | None = None,
+    epoch: int = 0,
+    global_step: int = 0,
+    extra_config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``config.yaml`` and ``models/<checkpoint>`` atomically; returns the checkpoint path."""
+    model_dir = Path(model_dir)
+    (model_dir / "models").mkdir(parents=True, exist_ok=True)
+    state = {GENERATOR_PREFIX + key: value.detach().cpu() for key, value in model.generator.state_dict().items()}
+    if discriminator is not None:
+        state.update({f"discriminator.{k}": v.detach().cpu() for k, v in discriminator.state_dict().items()})
+    payload = {
+        "epoch": epoch,
+        "global_step": global_step,
+        "pytorch-lightning_version": "1.2.9",  # the layout official tools were written against
+        "state_dict": state,
+        "optimizer_states": [],  # official make_checkpoint.py deletes this key and expects it
+        "lr_schedulers": [],
+    }
+    config = official_config(model.generator_config, discriminator_config, run_title=model_dir.name,
+                             extra=extra_config)
+    config["training_model"]["concat_mask"] = model.concat_mask
+    checkpoint_path = model_dir / "models" / checkpoint
+    _atomic_write(checkpoint_path, lambda f: torch.save(payload, f))
+    _atomic_write(model_dir / CONFIG_NAME, lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()))
+    log.info("wrote model dir %s", model_dir)
+    return checkpoint_path
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same dir, then rename: a crash never leaves a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,217 @@
+"""Inpaint a folder of images exactly as the official ``bin/predict.py`` does, on CPU or GPU.
+
+Input layout: every ``**/*mask*.png`` under the input dir is a mask; its image is the mask path cut at the
+last ``_mask`` plus ``img_suffix``. Output: ``outdir/<mask path relative to indir>`` with ``out_ext``.
+One image per forward pass, so images of any size mix freely.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from lama.models.inference import PRECISIONS, prepare_for_inference
+from lama.models.model_dir import DEFAULT_CHECKPOINT, InpaintingModel, generator_input, load_model
+
+log = logging.getLogger(__name__)
+
+OUT_KEYS = ("inpainted", "predicted_image")
+
+
+@dataclass
+class ModelOptions:
+    path: str = "???"
+    checkpoint: str = DEFAULT_CHECKPOINT
+
+
+@dataclass
+class DatasetOptions:
+    img_suffix: str = ".png"
+    pad_out_to_modulo: int = 8
+
+
+@dataclass
+class PredictOptions:
+    """Everything ``lama predict`` takes; the keys are the official prediction config's where one exists."""
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    indir: str = "???"
+    outdir: str = "???"
+    dataset: DatasetOptions = field(default_factory=DatasetOptions)
+    device: str = "auto"  # auto: cuda when present, else cpu
+    precision: str = "fp32"  # fp32 | bf16 (the FFTs stay in float32)
+    out_key: str = "inpainted"  # inpainted (blended) | predicted_image (raw generator output)
+    out_ext: str = ".png"
+    fold_norms: bool = True  # fold BatchNorm into the convolutions (same result within float noise)
+    channels_last: bool = True  # NHWC activations: faster oneDNN/cuDNN convolutions (benchmarks/README.md)
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: expected one of {sorted(PRECISIONS)}")
+        if self.out_key not in OUT_KEYS:
+            raise ValueError(f"out_key={self.out_key!r}: expected one of {list(OUT_KEYS)}")
+        if self.dataset.pad_out_to_modulo < 1:
+            raise ValueError(f"dataset.pad_out_to_modulo={self.dataset.pad_out_to_modulo}: expected a positive int")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as error:
+                raise ValueError(f"device={self.device!r}: expected auto, cpu, cuda or cuda:N") from error
+
+
+@dataclass(frozen=True)
+class MaskImagePair:
+    mask: Path
+    image: Path
+    output: Path
+
+
+@dataclass
+class PredictSummary:
+    written: list[Path] = field(default_factory=list)
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{len(self.written)} written, {len(self.failures)} failed"
+
+
+class InputError(ValueError):
+    """One input pair cannot be processed; the message names the file."""
+
+
+def find_pairs(indir: str | Path, outdir: str | Path, img_suffix: str = ".png", out_ext: str = ".png"
+               ) -> list[MaskImagePair]:
+    """Masks found recursively and sorted, each with its image and output path (official pairing rules)."""
+    indir, outdir = Path(indir), Path(outdir)
+    masks = sorted(indir.glob("**/*mask*.png"), key=lambda p: str(p))
+    pairs = []
+    for mask in masks:
+        text = str(mask)
+        image = Path(text[: text.rindex("_mask")] + img_suffix)
+        output = (outdir / mask.relative_to(indir)).with_suffix(out_ext)
+        pairs.append(MaskImagePair(mask, image, output))
+    return pairs
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB float32 CHW in [0,1]; greyscale is replicated and alpha dropped without compositing."""
+    return np.asarray(_open(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """float32 [1,H,W] in [0,1] via PIL 'L' (ITU-R 601-2 luma for colour masks; alpha of LA dropped)."""
+    return np.asarray(_open(path).convert("L"), dtype=np.float32)[None] / 255
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"{path}: cannot read image ({error})") from error
+    return image
+
+
+def pad_bottom_right(array: np.ndarray, modulo: int) -> np.ndarray:
+    """Pad the last two axes up to a multiple of ``modulo`` with numpy 'symmetric' (edge row repeated first)."""
+    height, width = array.shape[-2:]
+    pad_h, pad_w = -height % modulo, -width % modulo
+    if not pad_h and not pad_w:
+        return array
+    return np.pad(array, [(0, 0)] * (array.ndim - 2) + [(0, pad_h), (0, pad_w)], mode="symmetric")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device}: CUDA is not available on this machine; use device=cpu or auto")
+    return resolved
+
+
+class Inpainter:
+    """A loaded model ready to inpaint single images in the official way."""
+
+    def __init__(self, model: InpaintingModel, device: str | torch.device = "cpu", precision: str = "fp32",
+                 fold_norms: bool = True, channels_last: bool = True, pad_out_to_modulo: int = 8) -> None:
+        self.device = torch.device(device)
+        self.dtype = PRECISIONS[precision]
+        self.concat_mask = model.concat_mask
+        self.generator = prepare_for_inference(model.generator, self.device, precision, fold_norms, channels_last)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.modulo = pad_out_to_modulo
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray, mask: np.ndarray, out_key: str = "inpainted") -> np.ndarray:
+        """uint8 HWC result for a float32 CHW image and [1,H,W] mask (values > 0 are holes)."""
+        height, width = image.shape[-2:]
+        image_t = torch.from_numpy(pad_bottom_right(image, self.modulo))[None].to(self.device)
+        mask_t = torch.from_numpy(pad_bottom_right(mask, self.modulo) > 0)[None].to(self.device, torch.float32)
+        batch = generator_input(image_t, mask_t, self.concat_mask).to(self.dtype, memory_format=self.memory_format)
+        predicted = self.generator(batch).float()
+        result = mask_t * predicted + (1 - mask_t) * image_t if out_key == "inpainted" else predicted
+        result = result[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
+        # The float-to-uint8 cast truncates, as the official writer does: known pixels come back bit-identical.
+        return np.clip(result * 255, 0, 255).astype(np.uint8)
+
+    def predict_pair(self, pair: MaskImagePair, out_key: str = "inpainted") -> np.ndarray:
+        if not pair.image.is_file():
+            raise InputError(f"{pair.mask}: its image {pair.image} does not exist")
+        image, mask = read_image(pair.image), read_mask(pair.mask)
+        if image.shape[1:] != mask.shape[1:]:
+            raise InputError(
+                f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[2]} but image {pair.image} is "
+                f"{image.shape[1]}x{image.shape[2]} (HxW)"
+            )
+        return self.predict(image, mask, out_key)
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    """Write atomically so that an interrupted run never leaves a truncated output that looks finished."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            Image.fromarray(pixels, "RGB").save(handle, format=Image.registered_extensions().get(path.suffix, "PNG"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSummary:
+    """Inpaint every mask under ``options.indir``; failures are reported per file and do not stop the run."""
+    options.validate()
+    indir = Path(options.indir)
+    if not indir.is_dir():
+        raise InputError(f"indir={indir}: not a directory")
+    pairs = find_pairs(indir, options.outdir, options.dataset.img_suffix, options.out_ext)
+    if not pairs:
+        raise InputError(f"indir={indir}: no '*mask*.png' files found (searched recursively)")
+    device = resolve_device(options.device)
+    model = load_model(options.model.path, options.model.checkpoint, map_location=device)
+    inpainter = Inpainter(model, device, options.precision, options.fold_norms, options.channels_last,
+                          options.dataset.pad_out_to_modulo)
+    log.info("inpainting %d masks with %s on %s (%s)", len(pairs), options.model.path, device, options.precision)
+    summary = PredictSummary()
+    for pair in tqdm(pairs, desc="predict", unit="img", disable=not progress):
+        try:
+            write_png(pair.output, inpainter.predict_pair(pair, options.out_key))
+        except InputError as error:
+            tqdm.write(f"error: {error}", file=sys.stderr)
+            summary.failures.append((pair.mask, str(error)))
+            continue
+        summary.written.append(pair.output)
+    return summary

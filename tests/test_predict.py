@@ -1,0 +1,154 @@
+"""`lama predict`: official pairing, padding and quantisation; fixture parity from the command line; bad input."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lama.cli import main
+from lama.predict import find_pairs, pad_bottom_right
+from tests.conftest import FIXTURE_MODELS
+
+
+def test_symmetric_padding_repeats_the_edge_row_first() -> None:
+    array = np.arange(2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)
+    padded = pad_bottom_right(array, 4)
+    assert padded.shape == (2, 8, 4)
+    np.testing.assert_array_equal(padded[:, :5, :3], array)
+    np.testing.assert_array_equal(padded[:, 5:, :3], array[:, [4, 3, 2], :])  # rows H-1, H-2, H-3
+    np.testing.assert_array_equal(padded[:, :5, 3], array[:, :, 2])
+    assert pad_bottom_right(array[:, :4, :], 4).shape == (2, 4, 4)  # width 3 -> 4, height kept
+
+
+def test_pairs_split_at_the_last_mask_and_keep_subfolders(tmp_path: Path) -> None:
+    for name in ("a_mask_b_mask001.png", "sub/c_mask002.png", "sub/c_mask001.png", "note.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    pairs = find_pairs(tmp_path, "/out", out_ext=".jpg")
+    assert [p.mask.relative_to(tmp_path).as_posix() for p in pairs] == [
+        "a_mask_b_mask001.png", "sub/c_mask001.png", "sub/c_mask002.png"]
+    assert pairs[0].image == tmp_path / "a_mask_b.png"
+    assert pairs[1].image == tmp_path / "sub/c.png"
+    assert pairs[2].output == Path("/out/sub/c_mask002.jpg")
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def _assert_matches_official(expected_dir: Path, output_dir: Path, input_dir: Path) -> None:
+    """Fixture rule: known pixels exact; at most 0.5 % of pixels differ, none by more than 1."""
+    expected = sorted(p.relative_to(expected_dir) for p in expected_dir.rglob("*.png"))
+    assert expected
+    for relative in expected:
+        got, ref = _pixels(output_dir / relative), _pixels(expected_dir / relative)
+        assert got.shape == ref.shape, relative
+        known = np.asarray(Image.open(input_dir / relative).convert("L")) == 0
+        delta = np.abs(got - ref).max(axis=-1)
+        assert delta[known].max() == 0, relative
+        assert delta.max() <= 1, relative
+        assert (delta > 0).mean() <= 0.005, relative
+
+
+@pytest.mark.parametrize("name", FIXTURE_MODELS)
+def test_cli_reproduces_official_predictions(fixtures: Path, tmp_path: Path, name: str) -> None:
+    inputs = fixtures / "tiny-biglama/input"
+    assert main(["predict", str(fixtures / name), str(inputs), str(tmp_path), "--quiet", "--device", "cpu"]) == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
+    assert written == sorted(p.relative_to(inputs).as_posix() for p in inputs.rglob("*mask*.png"))
+    _assert_matches_official(fixtures / name / "expected", tmp_path, inputs)
+
+
+def test_official_style_overrides_and_raw_output(fixtures: Path, tmp_path: Path) -> None:
+    args = [f"model.path={fixtures / 'tiny-biglama'}", f"indir={fixtures / 'tiny-biglama/input'}",
+            f"outdir={tmp_path}", "out_key=predicted_image", "fold_norms=false", "channels_last=false", "-q"]
+    assert main(["predict", *args]) == 0
+    blended = _pixels(fixtures / "tiny-biglama/expected/q_retina_mask001.png")
+    raw = _pixels(tmp_path / "q_retina_mask001.png")
+    known = np.asarray(Image.open(fixtures / "tiny-biglama/input/q_retina_mask001.png").convert("L")) == 0
+    assert np.abs(raw - blended)[known].max() > 0  # the raw output does not keep the known pixels
+
+
+@pytest.fixture
+def broken_inputs(fixtures: Path, tmp_path: Path) -> Path:
+    """The fixture inputs plus an orphan mask, a mask of the wrong size and a truncated image."""
+    inputs = tmp_path / "input"
+    shutil.copytree(fixtures / "tiny-biglama/input", inputs)
+    shutil.copy(inputs / "q_retina_mask001.png", inputs / "orphan_mask001.png")
+    Image.new("L", (10, 10)).save(inputs / "s_rings_mask009.png")
+    data = (inputs / "p_hubble.png").read_bytes()
+    (inputs / "z_broken.png").write_bytes(data[: len(data) // 3])
+    shutil.copy(inputs / "p_hubble_mask001.png", inputs / "z_broken_mask001.png")
+    return inputs
+
+
+def test_bad_inputs_are_named_and_the_rest_is_still_written(
+    fixtures: Path, broken_inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    status = main(["predict", str(fixtures / "tiny-biglama"), str(broken_inputs), str(out), "-q"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert status == 1
+    assert len(errors) == 3
+    assert any("orphan_mask001.png" in e and "orphan.png does not exist" in e for e in errors)
+    assert any("s_rings_mask009.png" in e and "10x10" in e and "71x85" in e for e in errors)
+    assert any("z_broken.png" in e and "cannot read" in e for e in errors)
+    assert len(list(out.rglob("*.png"))) == 5
+    _assert_matches_official(fixtures / "tiny-biglama/expected", out, broken_inputs)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["precison=bf16"], "precison"),
+        (["precision=fp16"], "precision='fp16'"),
+        (["out_key=mask"], "out_key"),
+        (["dataset.pad_out_to_modulo=abc"], "pad_out_to_modulo"),
+        (["device=gpu0"], "device='gpu0'"),
+        ([], "missing"),
+    ],
+)
+def test_bad_options_fail_with_one_line_naming_the_key(
+    fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    paths = [str(fixtures / "tiny-biglama"), str(fixtures / "tiny-biglama/input"), str(tmp_path)] if args else []
+    assert main(["predict", *paths, *args, "-q"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and message in error
+    assert not list(tmp_path.rglob("*.png"))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(fixtures: Path, tmp_path: Path, capsys) -> None:
+    args = [str(fixtures / "tiny-biglama"), str(fixtures / "tiny-biglama/input"), str(tmp_path), "--device", "cuda"]
+    assert main(["predict", *args, "-q"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_input_dir_without_masks_is_an_error(fixtures: Path, tmp_path: Path, capsys) -> None:
+    assert main(["predict", str(fixtures / "tiny-biglama"), str(tmp_path), str(tmp_path / "o"), "-q"]) == 2
+    assert "no '*mask*.png' files" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_console_command_bf16_end_to_end(fixtures: Path, tmp_path: Path) -> None:
+    """The installed `lama` command in a fresh process, in bf16: known pixels exact, holes close to fp32."""
+    lama = Path(sys.executable).with_name("lama")
+    command = [str(lama), "predict", str(fixtures / "tiny-biglama"), str(fixtures / "tiny-biglama/input"),
+               str(tmp_path), "--precision", "bf16", "-q"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "5 written, 0 failed" in result.stderr
+    expected = fixtures / "tiny-biglama/expected"
+    for reference in expected.rglob("*.png"):
+        relative = reference.relative_to(expected)
+        mask = np.asarray(Image.open(fixtures / "tiny-biglama/input" / relative).convert("L")) > 0
+        delta = np.abs(_pixels(tmp_path / relative) - _pixels(reference))
+        assert delta[~mask].max() == 0
+        assert delta[mask].mean() <= 2.0  # uint8 levels, i.e. 2/255
