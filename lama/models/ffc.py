@@ -121,9 +121,9 @@ class FFC(nn.Module):
         out_l: Branch = 0
         out_g: Branch = 0
         if self.ratio_gout != 1:
-            out_l = _apply(self.convl2l, x_l) + _apply(self.convg2l, x_g)
+            out_l = _sum(_apply(self.convl2l, x_l), _apply(self.convg2l, x_g))
         if self.ratio_gout != 0:
-            out_g = _apply(self.convl2g, x_l) + _apply(self.convg2g, x_g)
+            out_g = _sum(_apply(self.convl2g, x_l), _apply(self.convg2g, x_g))
         return out_l, out_g
 
 
@@ -132,6 +132,15 @@ def _apply(module: nn.Module | None, x: Branch) -> Branch:
     if module is None or not isinstance(x, torch.Tensor):
         return 0
     return module(x)
+
+
+def _sum(a: Branch, b: Branch) -> Branch:
+    # Adding the int 0 of an absent branch would copy a full-resolution tensor (the stem's is 64×H×W).
+    if not isinstance(a, torch.Tensor):
+        return b
+    if not isinstance(b, torch.Tensor):
+        return a
+    return a + b
 
 
 class FFC_BN_ACT(nn.Module):  # noqa: N801 - the official class name; kept so the code reads against the paper's
