@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lama.models.safe_pickle import UnsafeCheckpointError
 from lama.predict import InputError, PredictOptions, predict_folder
-
-log = logging.getLogger("lama")
 
 PREDICT_EPILOG = """\
 Arguments are MODEL_DIR INPUT_DIR OUTPUT_DIR, official-style key=value overrides, or both:
@@ -59,7 +58,7 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = predict_folder(options, progress=not args.quiet)
-    except (InputError, ValueError) as error:
+    except (InputError, ValueError, UnsafeCheckpointError) as error:
         print(f"lama predict: {error}", file=sys.stderr)
         return 2
     print(f"lama predict: {summary} -> {options.outdir}", file=sys.stderr)

@@ -178,7 +178,7 @@ class Inpainter:
         return self.predict(image, mask, out_key)
 
 
-def write_png(path: Path, pixels: np.ndarray) -> None:
+def write_image(path: Path, pixels: np.ndarray) -> None:
     """Write atomically so that an interrupted run never leaves a truncated output that looks finished."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -204,14 +204,16 @@ def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSum
     model = load_model(options.model.path, options.model.checkpoint, map_location=device)
     inpainter = Inpainter(model, device, options.precision, options.fold_norms, options.channels_last,
                           options.dataset.pad_out_to_modulo)
+    del model  # the inpainter holds its own prepared copy of the weights
     log.info("inpainting %d masks with %s on %s (%s)", len(pairs), options.model.path, device, options.precision)
     summary = PredictSummary()
     for pair in tqdm(pairs, desc="predict", unit="img", disable=not progress):
         try:
-            write_png(pair.output, inpainter.predict_pair(pair, options.out_key))
-        except InputError as error:
-            tqdm.write(f"error: {error}", file=sys.stderr)
-            summary.failures.append((pair.mask, str(error)))
+            write_image(pair.output, inpainter.predict_pair(pair, options.out_key))
+        except (InputError, torch.OutOfMemoryError) as error:
+            message = str(error) if isinstance(error, InputError) else f"{pair.mask}: out of memory on {device}"
+            tqdm.write(f"error: {message}", file=sys.stderr)
+            summary.failures.append((pair.mask, message))
             continue
         summary.written.append(pair.output)
     return summary

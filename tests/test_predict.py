@@ -131,6 +131,17 @@ def test_cuda_without_a_gpu_is_a_clear_error(fixtures: Path, tmp_path: Path, cap
     assert "CUDA is not available" in capsys.readouterr().err
 
 
+def test_unsafe_checkpoint_stops_predict_with_one_line(fixtures: Path, tmp_path: Path, capsys) -> None:
+    model_dir = tmp_path / "model"
+    (model_dir / "models").mkdir(parents=True)
+    shutil.copy(fixtures / "tiny-biglama/config.yaml", model_dir / "config.yaml")
+    (model_dir / "models/best.ckpt").write_bytes(
+        b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")  # legacy pickle: system("true")
+    status = main(["predict", str(model_dir), str(fixtures / "tiny-biglama/input"), str(tmp_path / "o"), "-q"])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1 and "posix.system" in error
+
+
 def test_input_dir_without_masks_is_an_error(fixtures: Path, tmp_path: Path, capsys) -> None:
     assert main(["predict", str(fixtures / "tiny-biglama"), str(tmp_path), str(tmp_path / "o"), "-q"]) == 2
     assert "no '*mask*.png' files" in capsys.readouterr().err

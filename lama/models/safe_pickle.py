@@ -25,7 +25,7 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """The checkpoint's pickle names a callable that is not a tensor rebuild, container or known stub."""
 
 
-# Globals that only rebuild data: exactly what torch's own weights-only unpickler admits for these files.
+# Globals that only rebuild data: a subset of what torch's own weights-only unpickler admits.
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
