@@ -11,6 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lama.models.ffc import FFCResNetGenerator
@@ -111,10 +112,6 @@ def count_parameters(module: nn.Module) -> int:
 
 def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
     """A deep plain-dict copy; OmegaConf nodes are resolved here (only this section, never the whole file)."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra-core, a hard dependency
-        DictConfig = ()  # noqa: N806
     if isinstance(config, DictConfig):
         return OmegaConf.to_container(config, resolve=True)
     return copy.deepcopy(dict(config))
