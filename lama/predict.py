@@ -175,7 +175,11 @@ class Inpainter:
                 f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[2]} but image {pair.image} is "
                 f"{image.shape[1]}x{image.shape[2]} (HxW)"
             )
-        return self.predict(image, mask, out_key)
+        try:
+            return self.predict(image, mask, out_key)
+        except torch.OutOfMemoryError as error:
+            size = f"{image.shape[1]}x{image.shape[2]}"
+            raise InputError(f"{pair.mask}: out of memory on {self.device} at {size}") from error
 
 
 def write_image(path: Path, pixels: np.ndarray) -> None:
@@ -210,10 +214,9 @@ def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSum
     for pair in tqdm(pairs, desc="predict", unit="img", disable=not progress):
         try:
             write_image(pair.output, inpainter.predict_pair(pair, options.out_key))
-        except (InputError, torch.OutOfMemoryError) as error:
-            message = str(error) if isinstance(error, InputError) else f"{pair.mask}: out of memory on {device}"
-            tqdm.write(f"error: {message}", file=sys.stderr)
-            summary.failures.append((pair.mask, message))
+        except InputError as error:
+            tqdm.write(f"error: {error}", file=sys.stderr)
+            summary.failures.append((pair.mask, str(error)))
             continue
         summary.written.append(pair.output)
     return summary

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lama.cli import main
@@ -129,6 +130,27 @@ def test_cuda_without_a_gpu_is_a_clear_error(fixtures: Path, tmp_path: Path, cap
     args = [str(fixtures / "tiny-biglama"), str(fixtures / "tiny-biglama/input"), str(tmp_path), "--device", "cuda"]
     assert main(["predict", *args, "-q"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_out_of_memory_fails_only_that_image(
+    fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lama.predict import Inpainter
+
+    real_predict = Inpainter.predict
+
+    def predict_or_run_out(self, image, mask, out_key="inpainted"):
+        if image.shape[1:] == (301, 223):  # p_hubble, the image of two of the five masks
+            raise torch.OutOfMemoryError("simulated")
+        return real_predict(self, image, mask, out_key)
+
+    monkeypatch.setattr(Inpainter, "predict", predict_or_run_out)
+    assert main(["predict", str(fixtures / "tiny-biglama"), str(fixtures / "tiny-biglama/input"), str(tmp_path),
+                 "-q"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all("p_hubble_mask00" in e and "out of memory on cpu at 301x223" in e
+                                    for e in errors)
+    assert len(list(tmp_path.rglob("*.png"))) == 3
 
 
 def test_unsafe_checkpoint_stops_predict_with_one_line(fixtures: Path, tmp_path: Path, capsys) -> None:
