@@ -87,6 +87,42 @@ def run_init_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_masks(args: argparse.Namespace) -> int:
+    from lama.masks import build_eval_mask_set
+
+    try:
+        summary = build_eval_mask_set(args.config, args.indir, args.outdir, seed=args.seed, n_jobs=args.n_jobs,
+                                      extensions=args.ext.split(","), progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"lama masks: {error}", file=sys.stderr)
+        return 2
+    print(f"lama masks: {summary} -> {args.outdir}", file=sys.stderr)
+    return 0
+
+
+def run_weights(args: argparse.Namespace) -> int:
+    from lama import weights
+
+    if args.action == "list":
+        for name, entry in sorted(weights.REGISTRY.items()):
+            path = entry.local_path()
+            state = "present" if path.is_file() else "missing"
+            pinned = entry.sha256[:12] if entry.sha256 else "no pinned sha256"
+            print(f"{name}\t{state}\t{path}\t{pinned}\t{entry.licence}")
+        return 0
+    names = args.names or sorted(weights.REGISTRY)
+    status = 0
+    for name in names:
+        try:
+            path = weights.fetch(name, progress=not args.quiet, sha256=args.sha256, allow_unpinned=args.allow_unpinned)
+        except (KeyError, ValueError, OSError) as error:
+            print(f"lama weights: {name}: {error}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"lama weights: {name} -> {path}", file=sys.stderr)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lama", description="LaMa large-mask inpainting")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -111,6 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--ngf", type=int, help="override the base width (e.g. 8 for a tiny model)")
     init.add_argument("--n-blocks", type=int, help="override the number of residual blocks")
     init.set_defaults(run=run_init_model)
+
+    masks = commands.add_parser(
+        "masks", help="build a fixed eval mask set from a folder of images (official gen_mask_dataset layout)",
+        description="Writes <stem>_crop000.png and <stem>_crop000_mask000.png per image, plus maskset.json with "
+        "the config, the seed and every dropped image with its reason. Same inputs, same bytes.")
+    masks.add_argument("config", help="thin_256, medium_256, thick_256, thin_512, medium_512 or thick_512")
+    masks.add_argument("indir", help="folder of images (searched recursively)")
+    masks.add_argument("outdir", help="folder for the image/mask pairs")
+    masks.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
+    masks.add_argument("--n-jobs", type=int, default=1, help="worker processes (default 1)")
+    masks.add_argument("--ext", default="png,jpg,jpeg", help="image extensions, comma-separated")
+    masks.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    masks.set_defaults(run=run_masks)
+
+    weights = commands.add_parser("weights", help="list or fetch the pretrained files (cached under $LAMA_HOME)")
+    weights.add_argument("action", choices=("list", "fetch"))
+    weights.add_argument("names", nargs="*", metavar="NAME", help="registry names (default: all)")
+    weights.add_argument("--sha256", help="expected SHA-256 for a file the registry has no pinned hash for")
+    weights.add_argument("--allow-unpinned", action="store_true", help="accept an unpinned file without a hash")
+    weights.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    weights.set_defaults(run=run_weights)
     return parser
 
 

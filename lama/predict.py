@@ -8,9 +8,7 @@ One image per forward pass, so images of any size mix freely.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from lama.files import write_image
 from lama.models.inference import PRECISIONS, prepare_for_inference
 from lama.models.model_dir import DEFAULT_CHECKPOINT, InpaintingModel, generator_input, load_model
 
@@ -180,19 +179,6 @@ class Inpainter:
         except torch.OutOfMemoryError as error:
             size = f"{image.shape[1]}x{image.shape[2]}"
             raise InputError(f"{pair.mask}: out of memory on {self.device} at {size}") from error
-
-
-def write_image(path: Path, pixels: np.ndarray) -> None:
-    """Write atomically so that an interrupted run never leaves a truncated output that looks finished."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(pixels, "RGB").save(handle, format=Image.registered_extensions().get(path.suffix, "PNG"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSummary:

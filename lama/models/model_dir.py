@@ -8,8 +8,6 @@ a plain dict of tensors that ``torch.load(weights_only=True)`` (the default of c
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from lama.files import atomic_write
 from lama.models.generators import build_generator, generator_config
 from lama.models.safe_pickle import load_checkpoint_file
 
@@ -175,21 +174,10 @@ def save_model_dir(
                              extra=extra_config)
     config["training_model"]["concat_mask"] = model.concat_mask
     checkpoint_path = model_dir / "models" / checkpoint
-    _atomic_write(checkpoint_path, lambda f: torch.save(payload, f))
-    _atomic_write(model_dir / CONFIG_NAME, lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()))
+    atomic_write(checkpoint_path, lambda f: torch.save(payload, f), durable=True)
+    atomic_write(model_dir / CONFIG_NAME, lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()),
+                 durable=True)
     log.info("wrote model dir %s", model_dir)
     return checkpoint_path
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same dir, then rename: a crash never leaves a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,93 @@
+"""The official mask configs, under the names the paper uses.
+
+Training (``configs/training/data/*.yaml`` of the official code, ``data.train.mask_gen_kwargs``):
+
+- ``wide``: ``abl-04-256-mh-dist``, the masks of every model in the paper's main tables;
+- ``narrow``: ``abl-02-thin-bb``, the DeepFill-v2-like masks of Table 4;
+- ``outpainting``: the official ``OutpaintingMaskGenerator`` defaults (no paper model uses it).
+
+Evaluation (``configs/data_gen/random_<width>_<size>.yaml``): ``thin_256`` … ``thick_512``; the README of the
+official code maps Narrow = thin, Medium = medium, Wide = thick. The official file names with the ``random_``
+prefix are accepted as aliases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def _strokes(min_times: int, max_times: int, max_width: int, max_len: int, max_angle: int = 4) -> dict[str, int]:
+    return {"min_times": min_times, "max_times": max_times, "max_width": max_width, "max_angle": max_angle,
+            "max_len": max_len}
+
+
+def _boxes(margin: int, bbox_min_size: int, bbox_max_size: int, min_times: int, max_times: int) -> dict[str, int]:
+    return {"margin": margin, "bbox_min_size": bbox_min_size, "bbox_max_size": bbox_max_size,
+            "min_times": min_times, "max_times": max_times}
+
+
+TRAIN_CONFIGS: dict[str, dict[str, Any]] = {
+    "wide": {
+        "irregular_proba": 1, "irregular_kwargs": _strokes(1, 5, max_width=100, max_len=200),
+        "box_proba": 1, "box_kwargs": _boxes(10, 30, 150, 1, 4),
+    },
+    "narrow": {
+        "irregular_proba": 1, "irregular_kwargs": _strokes(4, 12, max_width=40, max_len=80),
+        "box_proba": 1, "box_kwargs": _boxes(0, 30, 128, 1, 1),
+    },
+    "outpainting": {"outpainting_proba": 1, "outpainting_kwargs": {}},
+}
+
+
+@dataclass(frozen=True)
+class EvalSetConfig:
+    """How the official ``gen_mask_dataset.py`` turns one image into an eval (image, mask) pair."""
+
+    generator: dict[str, Any]
+    out_min_size: int
+    variants_n: int = 5
+    handle_small_mode: str = "upscale"  # or "drop"
+    out_square_crop: bool = True
+    crop_min_overlap: float = 1.0
+    max_tamper_area: float = 0.5
+    max_masks_per_image: int = 1
+    attempts: int = 10  # the official builder retries an image 10 times before giving up on it
+
+    def __post_init__(self) -> None:
+        if self.handle_small_mode not in ("upscale", "drop"):
+            raise ValueError(f"handle_small_mode must be 'upscale' or 'drop', got {self.handle_small_mode!r}")
+        for name in ("out_min_size", "variants_n", "max_masks_per_image", "attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.max_tamper_area <= 1 or not 0 <= self.crop_min_overlap <= 1:
+            raise ValueError(
+                f"need 0 < max_tamper_area <= 1 and 0 <= crop_min_overlap <= 1, got {self.max_tamper_area}, "
+                f"{self.crop_min_overlap}"
+            )
+
+
+def _eval(size: int, strokes: dict[str, int], boxes: dict[str, int] | None = None) -> EvalSetConfig:
+    generator: dict[str, Any] = {"irregular_proba": 1, "irregular_kwargs": strokes}
+    if boxes is not None:
+        generator.update(box_proba=0.3, box_kwargs=boxes)
+    return EvalSetConfig(generator=generator, out_min_size=size)
+
+
+EVAL_CONFIGS: dict[str, EvalSetConfig] = {
+    "thin_256": _eval(256, _strokes(4, 50, max_width=10, max_len=40)),
+    "medium_256": _eval(256, _strokes(4, 5, max_width=50, max_len=100), _boxes(0, 10, 50, 1, 5)),
+    "thick_256": _eval(256, _strokes(1, 5, max_width=100, max_len=200), _boxes(10, 30, 150, 1, 3)),
+    "thin_512": _eval(512, _strokes(4, 70, max_width=20, max_len=100)),
+    "medium_512": _eval(512, _strokes(4, 10, max_width=100, max_len=200), _boxes(0, 30, 150, 1, 5)),
+    "thick_512": _eval(512, _strokes(1, 5, max_width=250, max_len=450), _boxes(10, 30, 300, 1, 4)),
+}
+
+
+def eval_set_config(name: str) -> EvalSetConfig:
+    """The eval config ``name`` (``thin_256`` or the official ``random_thin_256``); KeyError if unknown."""
+    return EVAL_CONFIGS[name.removeprefix("random_")]
+
+
+def known_config_names() -> list[str]:
+    return [*TRAIN_CONFIGS, *EVAL_CONFIGS]
