@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lama.masks.eval_set import DEFAULT_EXTENSIONS
 from lama.models.safe_pickle import UnsafeCheckpointError
 from lama.predict import InputError, PredictOptions, predict_folder
 
@@ -157,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("outdir", help="folder for the image/mask pairs")
     masks.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
     masks.add_argument("--n-jobs", type=int, default=1, help="worker processes (default 1)")
-    masks.add_argument("--ext", default="png,jpg,jpeg", help="image extensions, comma-separated")
+    masks.add_argument("--ext", default=",".join(e.lstrip(".") for e in DEFAULT_EXTENSIONS),
+                       help="image extensions, comma-separated (default: %(default)s)")
     masks.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     masks.set_defaults(run=run_masks)
 

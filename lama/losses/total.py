@@ -114,10 +114,11 @@ class LamaLoss(nn.Module):
         self, image: Tensor, mask: Tensor, predicted: Tensor, discriminator: nn.Module
     ) -> dict[str, Tensor]:
         """The D step: real vs generated (known area labelled real) plus γ·R1; not multiplied by κ."""
-        real = image.detach().requires_grad_(True)
-        with torch.enable_grad():
-            real_logits, _ = discriminator(real)
-            r1 = r1_penalty(real_logits, real) if self.config.gamma > 0 else real_logits.new_zeros(())
+        # As officially, R1 is 0 where gradients are off (validation): it needs d D(real) / d real.
+        with_r1 = self.config.gamma > 0 and torch.is_grad_enabled()
+        real = image.detach().requires_grad_(with_r1)
+        real_logits, _ = discriminator(real)
+        r1 = r1_penalty(real_logits, real) if with_r1 else real_logits.new_zeros(())
         fake_logits, _ = discriminator(predicted.detach())
         return discriminator_adversarial_loss(real_logits, fake_logits, mask, r1, self.config.gamma)
 

@@ -110,6 +110,16 @@ def resize_short_side(image: Image.Image, size: int) -> Image.Image:
     return image.resize(new_size, resample=Image.BICUBIC)
 
 
+def read_rgb(path: Path) -> Image.Image:
+    """Any image as 8-bit RGB; 16-bit greyscale is scaled down (a plain convert would clip it to white)."""
+    with Image.open(path) as opened:
+        opened.load()
+        if opened.mode.startswith("I;16") or (opened.mode == "I" and np.asarray(opened).max() > 255):
+            pixels = np.asarray(opened, dtype=np.float64) / 257
+            return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), "L").convert("RGB")
+        return opened.convert("RGB")
+
+
 @dataclass
 class ImageResult:
     source: str
@@ -150,9 +160,8 @@ class _Job:
         relative = source.relative_to(self.indir)
         result = ImageResult(source=relative.as_posix())
         try:
-            with Image.open(source) as opened:
-                image = opened.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+            image = read_rgb(source)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
             result.dropped = f"unreadable: {error}"
             return result
         if min(image.size) < self.config.out_min_size and self.config.handle_small_mode == "drop":
@@ -176,14 +185,22 @@ class _Job:
         return result
 
 
-def find_images(indir: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> list[Path]:
-    """Every image below ``indir`` with one of ``extensions`` (case-insensitive), in a stable order."""
+def find_images(indir: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS, exclude: Path | None = None) -> list[Path]:
+    """Every image below ``indir`` with one of ``extensions`` (case-insensitive), in a stable order.
+
+    ``exclude`` (an output folder inside ``indir``) is skipped, so a rebuild never reads its own outputs.
+    """
     wanted = {ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions}
-    return sorted(path for path in indir.rglob("*") if path.is_file() and path.suffix.lower() in wanted)
+    excluded = exclude.resolve() if exclude is not None else None
+    return sorted(
+        path for path in indir.rglob("*")
+        if path.is_file() and path.suffix.lower() in wanted
+        and (excluded is None or not path.resolve().is_relative_to(excluded))
+    )
 
 
 def build_eval_mask_set(
-    config_name: str,
+    config: str | EvalSetConfig,
     indir: Path,
     outdir: Path,
     seed: int = 0,
@@ -191,43 +208,39 @@ def build_eval_mask_set(
     extensions: Iterable[str] = DEFAULT_EXTENSIONS,
     progress: bool = True,
 ) -> MaskSetSummary:
-    """Build the eval set ``config_name`` from the images under ``indir`` into ``outdir``.
+    """Build the eval set ``config`` (a name such as ``thick_512``, or a custom config) from ``indir`` into ``outdir``.
 
     Finished images are journaled as they complete, so an interrupted build resumes where it stopped.
     """
-    try:
-        config = eval_set_config(config_name)
-    except KeyError:
-        expected = ", ".join(EVAL_CONFIGS)
-        raise ValueError(f"unknown eval mask config {config_name!r}; expected one of {expected}") from None
+    config_name, config = _resolve_config(config)
     indir, outdir = Path(indir), Path(outdir)
     if not indir.is_dir():
         raise FileNotFoundError(f"{indir}: input image folder not found")
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
     extensions = tuple(extensions)
-    sources = find_images(indir, extensions)
+    sources = find_images(indir, extensions, exclude=outdir)
     if not sources:
         raise ValueError(f"{indir}: no images with extensions {', '.join(extensions)}")
-    identity = {"config_name": config_name, "config": asdict(config), "seed": seed}
+    _refuse_colliding_outputs(sources, indir)
+    identity = {"config_name": config_name, "config": asdict(config), "seed": seed, "extensions": list(extensions)}
     _check_outdir(outdir, identity)
-    done = _read_journal(outdir, identity)
+    keys = {source.relative_to(indir).as_posix(): source for source in sources}
+    done = {key: result for key, result in _read_journal(outdir, identity).items() if key in keys}
     summary = MaskSetSummary(config=config_name, seed=seed, images=len(sources))
     for result in done.values():
         _account(summary, result)
-    todo = [source for source in sources if source.relative_to(indir).as_posix() not in done]
+    todo = [source for key, source in keys.items() if key not in done]
     job = _Job(config_name, config, seed, indir, outdir)
-    bar = tqdm(total=len(sources), initial=len(sources) - len(todo), desc=f"masks {config_name}", unit="img",
-               disable=not progress)
+    bar = tqdm(total=len(sources), initial=len(done), desc=f"masks {config_name}", unit="img", disable=not progress)
     outdir.mkdir(parents=True, exist_ok=True)
-    with bar, (outdir / JOURNAL).open("a") as journal:
-        if not done:
+    journal_path = outdir / JOURNAL
+    with bar, journal_path.open("a") as journal:
+        if journal_path.stat().st_size == 0:
             journal.write(json.dumps(identity) + "\n")
-        if n_jobs == 1:
-            results: Iterable[ImageResult] = map(job, todo)
-        else:
-            pool = ProcessPoolExecutor(max_workers=n_jobs)
-            results = pool.map(job, todo, chunksize=max(1, min(16, len(todo) // (8 * n_jobs))))
+        pool = ProcessPoolExecutor(max_workers=n_jobs) if n_jobs > 1 else None
+        chunksize = max(1, min(16, len(todo) // (8 * n_jobs)))
+        results: Iterable[ImageResult] = pool.map(job, todo, chunksize=chunksize) if pool else map(job, todo)
         try:
             for result in results:
                 _account(summary, result)
@@ -235,42 +248,82 @@ def build_eval_mask_set(
                 journal.flush()
                 bar.update()
         finally:
-            if n_jobs > 1:
+            if pool is not None:
                 pool.shutdown(cancel_futures=True)
-    record = {**identity, "extensions": list(extensions), "summary": asdict(summary)}
+    record = {**identity, "summary": asdict(summary)}
     atomic_write(outdir / MANIFEST, lambda handle: handle.write(json.dumps(record, indent=1).encode() + b"\n"))
-    (outdir / JOURNAL).unlink()
+    journal_path.unlink()
     for source, reason in sorted(summary.dropped.items()):
         log.warning("dropped %s: %s", source, reason)
     return summary
+
+
+def _resolve_config(config: str | EvalSetConfig) -> tuple[str, EvalSetConfig]:
+    if isinstance(config, EvalSetConfig):
+        return "custom", config
+    try:
+        return config, eval_set_config(config)
+    except KeyError:
+        expected = ", ".join(EVAL_CONFIGS)
+        raise ValueError(f"unknown eval mask config {config!r}; expected one of {expected}") from None
+
+
+def _refuse_colliding_outputs(sources: list[Path], indir: Path) -> None:
+    """``a.jpg`` and ``a.png`` would both write ``a_crop000.png``: refuse rather than keep whichever came last."""
+    seen: dict[str, Path] = {}
+    for source in sources:
+        stem = source.relative_to(indir).with_suffix("").as_posix()
+        if stem in seen:
+            raise ValueError(f"{seen[stem]} and {source} would write the same outputs ({stem}_crop000.png); "
+                             "rename one or narrow --ext")
+        seen[stem] = source
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); delete it to start over") from None
 
 
 def _check_outdir(outdir: Path, identity: dict) -> None:
     """Refuse to mix two different mask sets in one folder."""
     manifest = outdir / MANIFEST
     if manifest.is_file():
-        previous = json.loads(manifest.read_text())
+        previous = _load_json(manifest)
+        previous = previous if isinstance(previous, dict) else {}
         if {key: previous.get(key) for key in identity} != identity:
             raise ValueError(
-                f"{outdir}: already holds mask set {previous.get('config_name')!r} (seed {previous.get('seed')}); "
+                f"{outdir}: already holds mask set {previous.get('config_name')!r} (seed {previous.get('seed')}) "
+                "with other settings; "
                 "use an empty folder or delete it"
             )
 
 
 def _read_journal(outdir: Path, identity: dict) -> dict[str, ImageResult]:
-    """Results of an interrupted build with the same identity; a journal of another build is an error."""
+    """Results of an interrupted build with the same identity; a journal of another build is an error.
+
+    The line being written when the build was killed is cut off, so that new records start on a fresh line.
+    """
     path = outdir / JOURNAL
     if not path.is_file():
         return {}
-    lines = path.read_text().splitlines()
-    if not lines or json.loads(lines[0]) != identity:
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]
+    if complete != text:
+        atomic_write(path, lambda handle: handle.write(complete.encode()))
+    lines = complete.splitlines()
+    if not lines:
+        return {}
+    try:
+        first = json.loads(lines[0])
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: unreadable journal of an interrupted build; delete it to start over") from None
+    if first != identity:
         raise ValueError(f"{path}: an interrupted build of a different mask set; use an empty folder or delete it")
     done = {}
     for line in lines[1:]:
-        try:
-            result = ImageResult(**json.loads(line))
-        except (json.JSONDecodeError, TypeError):
-            break  # the line being written when the build was killed
+        result = ImageResult(**json.loads(line))
         done[result.source] = result
     return done
 

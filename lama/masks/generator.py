@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -74,7 +76,7 @@ class MaskGenerator:
         return mask
 
     def _seed_words(self, key: object, height: int, width: int, seed: int) -> np.ndarray:
-        parts = [self._identity, str(seed).encode(), str(key).encode(), f"{height}x{width}".encode()]
+        parts = [self._identity, str(seed).encode(), _key_text(key).encode(), f"{height}x{width}".encode()]
         return np.frombuffer(hashlib.sha256(b"\x1f".join(parts)).digest(), dtype="<u4")
 
     def rng_for(self, key: object, height: int, width: int, seed: int) -> np.random.RandomState:
@@ -102,6 +104,22 @@ class MaskGenerator:
         return f"MaskGenerator({self.name or self.config!r})"
 
 
+def _integral(value: Any, where: str, params_type: type, key: str) -> Any:
+    """200.0 where an int is expected becomes 200, so equal configs hash (and so sample) equally."""
+    default = getattr(params_type, key, None)
+    if isinstance(default, int) and isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{where} must be a whole number, got {value}")
+        return int(value)
+    return value
+
+
+def _key_text(key: object) -> str:
+    """Paths as POSIX text and names in NFC, so a key means the same image on every OS and file system."""
+    text = key.as_posix() if isinstance(key, PurePath) else str(key)
+    return unicodedata.normalize("NFC", text)
+
+
 def _normalise(config: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Official MixedMaskGenerator kwargs → a complete, validated, JSON-able dict (unknown keys fail by name)."""
     config = dict(config)
@@ -118,12 +136,11 @@ def _normalise(config: Mapping[str, Any], where: str) -> dict[str, Any]:
         proba = config.get(f"{kind}_proba", 0)
         if not isinstance(proba, int | float) or proba < 0:
             raise ValueError(f"{where}: {kind}_proba must be a number >= 0, got {proba!r}")
-        kwargs = dict(config.get(f"{kind}_kwargs") or {})
+        kwargs = {key: _integral(value, f"{where}: {kind}_kwargs.{key}", params_type, key)
+                  for key, value in dict(config.get(f"{kind}_kwargs") or {}).items()}
         try:
             params = params_type(**kwargs)
-        except TypeError as error:
-            raise ValueError(f"{where}: {kind}_kwargs: {error}") from None
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise ValueError(f"{where}: {kind}_kwargs: {error}") from None
         normalised[f"{kind}_proba"] = float(proba)
         normalised[f"{kind}_kwargs"] = asdict(params)

@@ -70,6 +70,15 @@ def test_discriminator_loss_matches_official(fixture: dict) -> None:
     assert _close(terms["r1"], reference["r1_penalty_raw"])
 
 
+def test_r1_is_zero_without_gradients_as_in_official_validation(fixture: dict) -> None:
+    reference = fixture["json"]["values_float32"]["discr"]
+    with torch.no_grad():
+        terms = _paper_loss().discriminator_loss(
+            fixture["real"], fixture["mask"], fixture["fake"], _discriminator(fixture))
+    assert terms["r1"] == 0
+    assert _close(terms["total"], reference["real_term_mean"] + reference["fake_term_mean"])
+
+
 def test_discriminator_loss_is_not_weighted_by_kappa(fixture: dict) -> None:
     reference = fixture["json"]["values_float32"]["discr"]["total"]
     terms = _paper_loss(kappa=1).discriminator_loss(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pytest
 from PIL import Image
 
 from lama.cli import main
-from lama.masks import build_eval_mask_set
-from lama.masks.eval_set import JOURNAL, MANIFEST, _Job, propose_square_crop, resize_short_side
+from lama.masks import build_eval_mask_set, eval_set_config
+from lama.masks.eval_set import JOURNAL, MANIFEST, _Job, propose_square_crop, read_rgb, resize_short_side
 
 
 def _write_images(folder: Path) -> Path:
@@ -104,7 +105,7 @@ def test_refuses_to_mix_two_mask_sets_in_one_folder(images: Path, tmp_path: Path
     build_eval_mask_set("thin_256", images, tmp_path, progress=False)  # the same set again is fine
 
 
-def test_images_without_an_acceptable_mask_are_dropped_with_the_reason(tmp_path: Path) -> None:
+def test_retries_keep_images_whose_first_candidates_are_all_too_large(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(30):
@@ -112,6 +113,67 @@ def test_images_without_an_acceptable_mask_are_dropped_with_the_reason(tmp_path:
     summary = build_eval_mask_set("thick_512", folder, tmp_path / "out", progress=False)
     # thick_512 rejects 43 % of its candidates; with 10 attempts of 5 candidates nothing is lost in 30 images.
     assert summary.pairs == 30 and summary.rejected_area > 0 and not summary.dropped
+
+
+def test_dropped_images_are_listed_with_their_reason(images: Path, tmp_path: Path) -> None:
+    strict = dataclasses.replace(eval_set_config("thick_256"), max_tamper_area=1e-6, attempts=2)
+    summary = build_eval_mask_set(strict, images, tmp_path / "strict", progress=False)
+    assert summary.pairs == 0 and len(summary.dropped) == 6
+    assert summary.dropped["wide.png"] == (
+        "no acceptable mask: every candidate covered more than 1e-06 of the image (2 attempts)")
+    assert "dropped 6: 5 no acceptable mask; 1 unreadable" in str(summary)
+    small = dataclasses.replace(eval_set_config("thin_256"), handle_small_mode="drop")
+    summary = build_eval_mask_set(small, images, tmp_path / "small", progress=False)
+    assert summary.dropped["small.png"].startswith("too small: short side under 256 px")
+    assert summary.pairs == 4
+    recorded = json.loads((tmp_path / "small" / MANIFEST).read_text())["summary"]["dropped"]
+    assert set(recorded) == {"small.png", "broken.png"}
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 65535, 300 * 300).reshape(300, 300).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    pixels = np.asarray(read_rgb(tmp_path / "deep.png"))
+    assert pixels.shape == (300, 300, 3)
+    assert np.abs(pixels[..., 0].astype(int) - np.round(ramp / 257)).max() <= 1
+    Image.fromarray((np.arange(256 * 256) % 256).reshape(256, 256).astype(np.uint8), "L").save(tmp_path / "grey.png")
+    assert np.asarray(read_rgb(tmp_path / "grey.png")).shape == (256, 256, 3)
+
+
+def test_same_stem_inputs_are_refused_before_any_work(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "a.jpg"):
+        Image.new("RGB", (256, 256)).save(folder / name)
+    with pytest.raises(ValueError, match=r"a\.jpg and .*a\.png would write the same outputs \(a_crop000\.png\)"):
+        build_eval_mask_set("thin_256", folder, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_back(images: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (256, 256), (i, i, i)).save(folder / f"{i}.png")
+    first = build_eval_mask_set("thin_256", folder, folder / "masks", progress=False)
+    again = build_eval_mask_set("thin_256", folder, folder / "masks", progress=False)
+    assert first.images == again.images == 3 and again.pairs == 3
+
+
+def test_a_journal_cut_mid_line_or_left_by_an_early_kill_resumes(images: Path, tmp_path: Path) -> None:
+    complete = tmp_path / "complete"
+    build_eval_mask_set("thin_256", images, complete, progress=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    identity = json.loads((complete / MANIFEST).read_text())
+    identity.pop("summary")
+    (out / JOURNAL).write_text(json.dumps(identity) + "\n" + '{"source": "wi')  # killed while writing a record
+    build_eval_mask_set("thin_256", images, out, progress=False)
+    assert _files(out) == _files(complete)
+    (out / MANIFEST).unlink()
+    (out / JOURNAL).write_text("{not json\n")
+    with pytest.raises(ValueError, match=f"{JOURNAL}: unreadable journal of an interrupted build; delete it"):
+        build_eval_mask_set("thin_256", images, out, progress=False)
 
 
 def test_square_crop_on_a_wide_image_keeps_the_mask_end_inside() -> None:
