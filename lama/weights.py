@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from lama.files import atomic_write
 
 _CHUNK = 1 << 20
 
@@ -215,13 +216,13 @@ def _chunks(response: BinaryIO) -> Iterator[bytes]:
 
 
 def _download(url: str, target: Path, entry: WeightFile, expected: str | None, progress: bool) -> None:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        digest = hashlib.sha256()
+    """Stream ``url`` into ``target`` through ``atomic_write``: the target appears only once size and hash match."""
+    digest = hashlib.sha256()
+
+    def stream_and_check(out: BinaryIO) -> None:
         received = 0
-        with os.fdopen(handle, "wb") as out, _open_url(url) as response:
-            total = _content_length(response) or entry.size
-            bar = _progress_bar(total, f"{entry.name}", progress)
+        with _open_url(url) as response:
+            bar = _progress_bar(_content_length(response) or entry.size, entry.name, progress)
             try:
                 for chunk in _chunks(response):
                     out.write(chunk)
@@ -232,21 +233,17 @@ def _download(url: str, target: Path, entry: WeightFile, expected: str | None, p
             finally:
                 if bar is not None:
                     bar.close()
-            out.flush()
-            os.fsync(out.fileno())
         if entry.size is not None and received != entry.size:
             raise CorruptWeightsError(f"{url}: received {received} bytes, expected {entry.size} for {entry.name!r}")
-        actual = digest.hexdigest()
-        if expected is not None and actual != expected:
+        if expected is not None and digest.hexdigest() != expected:
             raise CorruptWeightsError(
-                f"{url}: sha256 mismatch for {entry.name!r} (target {target}): expected {expected}, actual {actual}"
+                f"{url}: sha256 mismatch for {entry.name!r} (target {target}): expected {expected}, "
+                f"actual {digest.hexdigest()}"
             )
-        os.replace(temporary, target)
-        if expected is None and progress:
-            print(f"fetched unpinned {entry.name!r} to {target}: sha256 {actual}", file=sys.stderr)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+
+    atomic_write(target, stream_and_check, durable=True)
+    if expected is None and progress:
+        print(f"fetched unpinned {entry.name!r} to {target}: sha256 {digest.hexdigest()}", file=sys.stderr)
 
 
 def _content_length(response: object) -> int | None:
