@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -101,6 +102,24 @@ def run_masks(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_prepare(args: argparse.Namespace) -> int:
+    from lama.data.prepare import PrepareConfig, prepare
+
+    sizes = [int(size) for size in args.eval_sizes.split(",")] if args.eval_sizes else [512, 256]
+    config = PrepareConfig(
+        source=args.source, root=args.root, seed=args.seed, train_count=args.train_count, val_count=args.val_count,
+        test_count=args.test_count, size=args.size, min_size=args.min_size, image_format=args.format,
+        quality=args.quality, shard_size=args.shard_size, eval_sizes=sizes,
+    )
+    try:
+        summary = prepare(config, args.outdir, n_jobs=args.n_jobs, progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"lama prepare: {error}", file=sys.stderr)
+        return 2
+    print(f"lama prepare: {summary} -> {args.outdir}", file=sys.stderr)
+    return 0
+
+
 def run_weights(args: argparse.Namespace) -> int:
     from lama import weights
 
@@ -162,6 +181,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="image extensions, comma-separated (default: %(default)s)")
     masks.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     masks.set_defaults(run=run_masks)
+
+    prepare = commands.add_parser(
+        "prepare", help="build train shards (WebDataset) and fixed val/test image folders from a source",
+        description="Sources: embedded (crops of photographs shipped in installed packages; no download), "
+        "places365 (ROOT holds data_large/ val_large/ test_large/ or the official tar files, and the official file "
+        "lists where present), folder (ROOT is any image folder, or one with train/ val/ test/). Writes "
+        "OUTDIR/train/train-NNNNNN.tar, OUTDIR/{val,test}/{512,256}/*.png, dataset.json, skipped.tsv and "
+        "converted.tsv. Same inputs and params, same bytes; an interrupted run resumes.")
+    prepare.add_argument("source", choices=("embedded", "places365", "folder"))
+    prepare.add_argument("outdir", type=Path, help="folder to create")
+    prepare.add_argument("--root", help="the Places365 folder or the image folder")
+    prepare.add_argument("--size", type=int, help="short side of train images (default 256 embedded, else 512)")
+    prepare.add_argument("--min-size", type=int, default=256, help="skip files whose short side is smaller")
+    prepare.add_argument("--format", default="jpg", choices=("jpg", "png", "webp"), help="train image encoding")
+    prepare.add_argument("--quality", type=int, default=95, help="jpg/webp quality (default 95)")
+    prepare.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    prepare.add_argument("--train-count", type=int, help="train images (default: all; embedded 240)")
+    prepare.add_argument("--val-count", type=int, help="val images (embedded 8, places365 2000)")
+    prepare.add_argument("--test-count", type=int, help="test images (embedded 16, places365 30000)")
+    prepare.add_argument("--eval-sizes", help="eval image sizes, comma-separated (default 512,256)")
+    prepare.add_argument("--seed", type=int, default=0, help="selection and crop seed (default 0)")
+    prepare.add_argument("--n-jobs", type=int, default=1, help="worker processes (default 1)")
+    prepare.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    prepare.set_defaults(run=run_prepare)
 
     weights = commands.add_parser("weights", help="list or fetch the pretrained files (cached under $LAMA_HOME)")
     weights.add_argument("action", choices=("list", "fetch"))

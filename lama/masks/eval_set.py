@@ -22,7 +22,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from lama.data.images import resize_short_side, to_rgb
 from lama.files import atomic_write, write_image
+from lama.journal import Journal
 from lama.masks.configs import EVAL_CONFIGS, EvalSetConfig, eval_set_config
 from lama.masks.generator import MaskGenerator
 
@@ -103,21 +105,11 @@ def select_masks(
     return Selection([], [], candidates, rejected, reason=f"no acceptable mask: {reason} ({config.attempts} attempts)")
 
 
-def resize_short_side(image: Image.Image, size: int) -> Image.Image:
-    """Bicubic resize so that the short side is ``size`` (official rounding: numpy's round half to even)."""
-    factor = size / min(image.size)
-    new_size = tuple(int(v) for v in np.round(np.array(image.size) * factor))
-    return image.resize(new_size, resample=Image.BICUBIC)
-
-
 def read_rgb(path: Path) -> Image.Image:
-    """Any image as 8-bit RGB; 16-bit greyscale is scaled down (a plain convert would clip it to white)."""
+    """Any image file as 8-bit RGB."""
     with Image.open(path) as opened:
         opened.load()
-        if opened.mode.startswith("I;16") or (opened.mode == "I" and np.asarray(opened).max() > 255):
-            pixels = np.asarray(opened, dtype=np.float64) / 257
-            return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), "L").convert("RGB")
-        return opened.convert("RGB")
+        return to_rgb(opened)
 
 
 @dataclass
@@ -226,7 +218,12 @@ def build_eval_mask_set(
     identity = {"config_name": config_name, "config": asdict(config), "seed": seed, "extensions": list(extensions)}
     _check_outdir(outdir, identity)
     keys = {source.relative_to(indir).as_posix(): source for source in sources}
-    done = {key: result for key, result in _read_journal(outdir, identity).items() if key in keys}
+    journal = Journal(outdir / JOURNAL, identity, "mask set build")
+    done = {}
+    for record in journal.records():
+        result = ImageResult(**record)
+        if result.source in keys:
+            done[result.source] = result
     summary = MaskSetSummary(config=config_name, seed=seed, images=len(sources))
     for result in done.values():
         _account(summary, result)
@@ -234,25 +231,21 @@ def build_eval_mask_set(
     job = _Job(config_name, config, seed, indir, outdir)
     bar = tqdm(total=len(sources), initial=len(done), desc=f"masks {config_name}", unit="img", disable=not progress)
     outdir.mkdir(parents=True, exist_ok=True)
-    journal_path = outdir / JOURNAL
-    with bar, journal_path.open("a") as journal:
-        if journal_path.stat().st_size == 0:
-            journal.write(json.dumps(identity) + "\n")
+    with bar, journal:
         pool = ProcessPoolExecutor(max_workers=n_jobs) if n_jobs > 1 else None
         chunksize = max(1, min(16, len(todo) // (8 * n_jobs)))
         results: Iterable[ImageResult] = pool.map(job, todo, chunksize=chunksize) if pool else map(job, todo)
         try:
             for result in results:
                 _account(summary, result)
-                journal.write(json.dumps(asdict(result)) + "\n")
-                journal.flush()
+                journal.append(asdict(result))
                 bar.update()
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
     record = {**identity, "summary": asdict(summary)}
     atomic_write(outdir / MANIFEST, lambda handle: handle.write(json.dumps(record, indent=1).encode() + b"\n"))
-    journal_path.unlink()
+    journal.remove()
     for source, reason in sorted(summary.dropped.items()):
         log.warning("dropped %s: %s", source, reason)
     return summary
@@ -298,34 +291,6 @@ def _check_outdir(outdir: Path, identity: dict) -> None:
                 "with other settings; "
                 "use an empty folder or delete it"
             )
-
-
-def _read_journal(outdir: Path, identity: dict) -> dict[str, ImageResult]:
-    """Results of an interrupted build with the same identity; a journal of another build is an error.
-
-    The line being written when the build was killed is cut off, so that new records start on a fresh line.
-    """
-    path = outdir / JOURNAL
-    if not path.is_file():
-        return {}
-    text = path.read_text()
-    complete = text[: text.rfind("\n") + 1]
-    if complete != text:
-        atomic_write(path, lambda handle: handle.write(complete.encode()))
-    lines = complete.splitlines()
-    if not lines:
-        return {}
-    try:
-        first = json.loads(lines[0])
-    except json.JSONDecodeError:
-        raise ValueError(f"{path}: unreadable journal of an interrupted build; delete it to start over") from None
-    if first != identity:
-        raise ValueError(f"{path}: an interrupted build of a different mask set; use an empty folder or delete it")
-    done = {}
-    for line in lines[1:]:
-        result = ImageResult(**json.loads(line))
-        done[result.source] = result
-    return done
 
 
 def _account(summary: MaskSetSummary, result: ImageResult) -> None:

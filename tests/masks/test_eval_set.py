@@ -172,7 +172,7 @@ def test_a_journal_cut_mid_line_or_left_by_an_early_kill_resumes(images: Path, t
     assert _files(out) == _files(complete)
     (out / MANIFEST).unlink()
     (out / JOURNAL).write_text("{not json\n")
-    with pytest.raises(ValueError, match=f"{JOURNAL}: unreadable journal of an interrupted build; delete it"):
+    with pytest.raises(ValueError, match=f"{JOURNAL}: unreadable journal of an interrupted mask set build; delete it"):
         build_eval_mask_set("thin_256", images, out, progress=False)
 
 

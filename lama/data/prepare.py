@@ -1,0 +1,357 @@
+"""``prepare``: a source of images → WebDataset train shards + fixed-size val/test image folders.
+
+Output layout::
+
+    OUTDIR/dataset.json           what was built from what: params, inputs digest, shards, counts, photo credits
+    OUTDIR/skipped.tsv            every image turned away (split, origin, reason), including listed-but-absent files
+    OUTDIR/converted.tsv          every image converted to RGB (split, origin, stored mode)
+    OUTDIR/train/train-000000.tar samples KEY.jpg (or .png/.webp) + KEY.json {key, source, size, original_size, label}
+    OUTDIR/val/512/NAME.png  OUTDIR/val/256/NAME.png  OUTDIR/test/512/...  the same images at each eval size
+
+Work is cut into units (one shard, or one chunk of eval images) whose content depends only on the inputs and the
+params, so units run in any order on any number of processes and a rerun writes the same bytes. Each unit is
+written under a temporary name and renamed when complete, and journaled, so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import webdataset as wds
+from PIL import Image
+from tqdm import tqdm
+
+from lama.data import embedded, places365
+from lama.data.images import IMAGE_FORMATS, UnusableImageError, center_square, decode_rgb, encode, resize_short_side
+from lama.data.sources import IMAGE_EXTENSIONS, SPLITS, SourceImage, SourceSplits, folder_splits, shard_order
+from lama.files import atomic_write
+from lama.journal import Journal
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("embedded", "places365", "folder")
+MANIFEST = "dataset.json"
+JOURNAL = ".prepare.journal.jsonl"
+SHARD_PATTERN = "train-{index:06d}.tar"
+EVAL_CHUNK = 64
+TAR_MTIME = 0  # a fixed member time, so that shards are byte-identical across runs
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PrepareConfig:
+    """What to build; ``None`` counts and size take the source's defaults."""
+
+    source: str = "embedded"
+    root: str | None = None  # the Places365 folder or the image folder
+    seed: int = 0
+    train_count: int | None = None  # None: every image (embedded: 240 crops)
+    val_count: int | None = None  # embedded 8, places365 2000, folder: val/ or none
+    test_count: int | None = None  # embedded 16, places365 30000, folder: test/ or none
+    size: int | None = None  # short side of train images; embedded 256, otherwise 512 (Places365 "large")
+    min_size: int = 256  # files whose short side is smaller are skipped
+    image_format: str = "jpg"  # jpg | png | webp
+    quality: int = 95  # jpg / webp quality
+    shard_size: int = 1000  # samples per shard
+    eval_sizes: list[int] = field(default_factory=lambda: [512, 256])
+    extensions: list[str] = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
+
+    def validate(self) -> None:
+        """Fail on the first bad value with one line naming the key and what is allowed."""
+        if self.source not in SOURCES:
+            raise ValueError(f"source={self.source!r}: expected one of {', '.join(SOURCES)}")
+        if self.source != "embedded" and not self.root:
+            raise ValueError(f"root: the {self.source} source needs the folder that holds its images")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format={self.image_format!r}: expected one of {', '.join(IMAGE_FORMATS)}")
+        positive = {"shard_size": self.shard_size, "min_size": self.min_size, "size": self.size or 1}
+        for key, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}={value!r}: expected a positive integer")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality={self.quality!r}: expected 1..100")
+        for key in ("train_count", "val_count", "test_count"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{key}={value!r}: expected a non-negative integer or null (all)")
+        if not self.eval_sizes or any(not isinstance(size, int) or size < 8 for size in self.eval_sizes):
+            raise ValueError(f"eval_sizes={self.eval_sizes!r}: expected a list of sizes >= 8")
+
+    @property
+    def train_size(self) -> int:
+        return self.size or (256 if self.source == "embedded" else 512)
+
+
+@dataclass
+class PrepareSummary:
+    train: int = 0
+    shards: int = 0
+    val: int = 0
+    test: int = 0
+    skipped: int = 0
+    converted: int = 0
+
+    def __str__(self) -> str:
+        return (f"{self.train} train images in {self.shards} shards, {self.val} val, {self.test} test; "
+                f"{self.skipped} skipped, {self.converted} converted to RGB")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One shard or one chunk of eval images: the smallest piece of work that is written and journaled."""
+
+    name: str  # train/train-000000.tar or val/0003
+    split: str
+    images: tuple[SourceImage, ...]
+    config: PrepareConfig
+    outdir: Path
+
+
+def list_source(config: PrepareConfig, progress: bool = True) -> SourceSplits:
+    """The images of the configured source, split and ordered; nothing is decoded yet."""
+    counts = {"train": config.train_count, "val": config.val_count, "test": config.test_count}
+    if config.source == "embedded":
+        return embedded.embedded_splits(config.seed, counts)
+    if config.source == "places365":
+        return places365.places365_splits(Path(config.root), config.seed, counts, progress)
+    return folder_splits(Path(config.root), config.seed, counts, config.extensions)
+
+
+def prepare(config: PrepareConfig, outdir: Path, n_jobs: int = 1, progress: bool = True) -> PrepareSummary:
+    """Build the dataset into ``outdir``; resumes an interrupted build, refuses a folder holding another one."""
+    config.validate()
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs={n_jobs}: expected >= 1")
+    outdir = Path(outdir)
+    splits = list_source(config, progress)
+    identity = {"format_version": FORMAT_VERSION, "config": asdict(config), "inputs": _inputs_digest(splits)}
+    if _up_to_date(outdir, identity):
+        log.info("%s: already prepared with these inputs and params", outdir)
+        return PrepareSummary(**json.loads((outdir / MANIFEST).read_text())["summary"])
+    _check_outdir(outdir, identity)
+    _remove_temporaries(outdir)
+    units = _units(splits, config, outdir)
+    journal = Journal(outdir / JOURNAL, identity, "dataset preparation")
+    done = {record["unit"]: record for record in journal.records() if _outputs_exist(outdir, record)}
+    todo = [unit for unit in units if unit.name not in done]
+    total = sum(len(unit.images) for unit in units)
+    initial = sum(len(unit.images) for unit in units if unit.name in done)
+    bar = tqdm(total=total, initial=initial, desc=f"prepare {config.source}", unit="img", disable=not progress)
+    with bar, journal:
+        pool = ProcessPoolExecutor(max_workers=n_jobs) if n_jobs > 1 else None
+        results: Iterable[dict] = pool.map(run_unit, todo) if pool else (run_unit(unit, bar.update) for unit in todo)
+        try:
+            for unit, record in zip(todo, results, strict=True):
+                journal.append(record)
+                done[unit.name] = record
+                if pool is not None:
+                    bar.update(len(unit.images))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    summary = _write_manifest(outdir, identity, splits, [done[unit.name] for unit in units])
+    journal.remove()
+    return summary
+
+
+def run_unit(unit: Unit, tick: Callable[[int], object] | None = None) -> dict:
+    """Write one unit and return its journal record (written files, skipped and converted images)."""
+    record: dict = {"unit": unit.name, "split": unit.split, "files": [], "skipped": [], "converted": []}
+    if unit.split == "train":
+        _write_shard(unit, record, tick)
+    else:
+        _write_eval_chunk(unit, record, tick)
+    return record
+
+
+def _load(image: SourceImage, config: PrepareConfig, record: dict) -> tuple[Image.Image, bytes | None, bool] | None:
+    """(RGB pixels, stored bytes, stored bytes are pristine), or ``None`` after recording why it is skipped."""
+    try:
+        data = image.ref.read()
+        if isinstance(data, Image.Image):  # a crop of a packaged photo: already RGB pixels
+            return data, None, False
+        decoded = decode_rgb(data, config.min_size)
+    except (UnusableImageError, OSError) as error:
+        record["skipped"].append([image.origin, str(error)])
+        return None
+    if decoded.converted_from:
+        record["converted"].append([image.origin, decoded.converted_from])
+    keep = decoded.pristine and decoded.format == IMAGE_FORMATS[config.image_format]
+    return decoded.image, data, keep
+
+
+class _HashingWriter:
+    """Forwards writes and hashes them, so a shard's checksum costs no second read."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+
+def _write_shard(unit: Unit, record: dict, tick: Callable[[int], object] | None) -> None:
+    config = unit.config
+    path = unit.outdir / unit.name
+    count = 0
+
+    def write(handle: BinaryIO) -> None:
+        nonlocal count
+        stream = _HashingWriter(handle)
+        with wds.TarWriter(stream, encoder=False, mtime=TAR_MTIME, format="PAX_FORMAT") as tar:
+            for image in unit.images:
+                loaded = _load(image, config, record)
+                if tick is not None:
+                    tick(1)
+                if loaded is None:
+                    continue
+                pixels, data, keep = loaded
+                resized = resize_short_side(pixels, config.train_size)
+                payload = data if keep and resized is pixels else encode(resized, config.image_format, config.quality)
+                meta = {"key": image.key, "source": config.source, "size": [resized.height, resized.width],
+                        "original_size": [pixels.height, pixels.width]}
+                if image.label is not None:
+                    meta["label"] = image.label
+                tar.write({"__key__": image.key, config.image_format: payload,
+                           "json": json.dumps(meta, sort_keys=True).encode()})
+                count += 1
+        record["shard"] = {"name": path.name, "count": count, "bytes": stream.size, "sha256": stream.sha256.hexdigest()}
+
+    atomic_write(path, write)
+    record["files"].append(unit.name)
+
+
+def eval_name(key: str) -> str:
+    """Eval folders are flat (the mask-set builder names outputs by stem): ``a/b`` becomes ``a__b``."""
+    return key.replace("/", "__")
+
+
+def _write_eval_chunk(unit: Unit, record: dict, tick: Callable[[int], object] | None) -> None:
+    config = unit.config
+    for image in unit.images:
+        loaded = _load(image, config, record)
+        if tick is not None:
+            tick(1)
+        if loaded is None:
+            continue
+        square = center_square(loaded[0])
+        for size in config.eval_sizes:
+            relative = f"{unit.split}/{size}/{eval_name(image.key)}.png"
+            pixels = square if square.size == (size, size) else square.resize((size, size), resample=Image.BICUBIC)
+            atomic_write(unit.outdir / relative, lambda handle, pixels=pixels: handle.write(encode(pixels, "png")))
+            record["files"].append(relative)
+
+
+def _units(splits: SourceSplits, config: PrepareConfig, outdir: Path) -> list[Unit]:
+    units = []
+    train = shard_order(splits.train, config.seed)
+    for index, start in enumerate(range(0, len(train), config.shard_size)):
+        chunk = tuple(train[start : start + config.shard_size])
+        units.append(Unit(f"train/{SHARD_PATTERN.format(index=index)}", "train", chunk, config, outdir))
+    for split in ("val", "test"):
+        images = sorted(splits.split(split), key=lambda image: image.key)
+        names = [eval_name(image.key) for image in images]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{split}: two images flatten to the same eval file name; rename one")
+        for index, start in enumerate(range(0, len(images), EVAL_CHUNK)):
+            chunk = tuple(images[start : start + EVAL_CHUNK])
+            units.append(Unit(f"{split}/{index:04d}", split, chunk, config, outdir))
+    return units
+
+
+def _inputs_digest(splits: SourceSplits) -> str:
+    """Changes when any input changes its key, origin, size on disk or label."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        for image in sorted(splits.split(split), key=lambda image: image.key):
+            size = getattr(image.ref, "size", None)
+            if size is None and hasattr(image.ref, "path"):
+                size = Path(image.ref.path).stat().st_size
+            digest.update(json.dumps([split, image.key, image.origin, size, image.label]).encode())
+    return digest.hexdigest()
+
+
+def _outputs_exist(outdir: Path, record: dict) -> bool:
+    return all((outdir / relative).is_file() for relative in record.get("files", []))
+
+
+def _up_to_date(outdir: Path, identity: dict) -> bool:
+    manifest = outdir / MANIFEST
+    if not manifest.is_file():
+        return False
+    previous = _read_manifest(manifest)
+    return {key: previous.get(key) for key in identity} == identity and all(
+        (outdir / relative).is_file() for relative in previous.get("files", []))
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        loaded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); delete it to start over") from None
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _check_outdir(outdir: Path, identity: dict) -> None:
+    """Refuse to mix two datasets, or to write into a folder that holds something else."""
+    manifest = outdir / MANIFEST
+    if manifest.is_file():
+        if {key: _read_manifest(manifest).get(key) for key in identity} != identity:
+            raise ValueError(f"{outdir}: holds a dataset prepared from other inputs or params; "
+                             "use an empty folder or delete it")
+        return
+    if outdir.is_dir() and not (outdir / JOURNAL).is_file() and any(outdir.iterdir()):
+        raise ValueError(f"{outdir}: not empty and not a prepared dataset; use an empty folder")
+
+
+def _remove_temporaries(outdir: Path) -> None:
+    """Temporary files of a killed run: never mistaken for outputs, but not worth keeping."""
+    if outdir.is_dir():
+        for leftover in outdir.rglob(".*.tmp"):
+            leftover.unlink()
+
+
+def _write_manifest(outdir: Path, identity: dict, splits: SourceSplits, records: list[dict]) -> PrepareSummary:
+    skipped = [[split, origin, reason] for split, origin, reason in splits.missing]
+    converted = []
+    for record in records:
+        skipped += [[record["split"], origin, reason] for origin, reason in record["skipped"]]
+        converted += [[record["split"], origin, mode] for origin, mode in record["converted"]]
+    shards = [record["shard"] for record in records if "shard" in record]
+    files = sorted(relative for record in records for relative in record["files"])
+    config = identity["config"]
+    eval_counts = {split: sum(1 for relative in files if relative.startswith(f"{split}/{config['eval_sizes'][0]}/"))
+                   for split in ("val", "test")}
+    summary = PrepareSummary(train=sum(shard["count"] for shard in shards), shards=len(shards),
+                             val=eval_counts["val"], test=eval_counts["test"], skipped=len(skipped),
+                             converted=len(converted))
+    manifest = {
+        **identity,
+        "summary": asdict(summary),
+        "shards": shards,
+        "eval": {split: {str(size): f"{split}/{size}" for size in config["eval_sizes"]} for split in ("val", "test")},
+        "notes": splits.notes,
+        "files": files,
+    }
+    _write_tsv(outdir / "skipped.tsv", ["split", "origin", "reason"], sorted(skipped))
+    _write_tsv(outdir / "converted.tsv", ["split", "origin", "stored_mode"], sorted(converted))
+    atomic_write(outdir / MANIFEST, lambda handle: handle.write(json.dumps(manifest, indent=1).encode() + b"\n"))
+    if skipped:
+        log.warning("%s: %d images skipped, listed in %s", outdir, len(skipped), outdir / "skipped.tsv")
+    return summary
+
+
+def _write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
+    lines = ["\t".join(header)] + ["\t".join(str(cell).replace("\t", " ") for cell in row) for row in rows]
+    atomic_write(path, lambda handle: handle.write(("\n".join(lines) + "\n").encode()))
