@@ -143,7 +143,8 @@ def cut_window(image: np.ndarray, window: int, rng: random.Random) -> np.ndarray
 
 class TrainSamples(IterableDataset):
     """The per-rank stream of collated batches: ``image`` (B, 3, W, W) uint8, ``mask`` (B, 1, C, C) uint8,
-    ``key``/``epoch``/``url`` lists, or with loader-side augmentation ``image`` (B, 3, C, C) float in [0, 1].
+    ``key``/``epoch``/``url``/``consumer`` lists; with loader-side augmentation ``image`` is (B, 3, C, C) float
+    in [0, 1].
     """
 
     def __init__(self, shards: Sequence[str], config: LoaderConfig, rank: int, world_size: int,
@@ -167,11 +168,11 @@ class TrainSamples(IterableDataset):
             for assignment in deal_shards(self.shards, epoch, consumer, consumers, self.config.seed):
                 yield epoch, assignment
 
-    def read(self, assignments: Iterator[tuple[int, Assignment]]) -> Iterator[dict]:
+    def read(self, assignments: Iterator[tuple[int, Assignment]], consumer: int) -> Iterator[dict]:
         for epoch, assignment in assignments:
             for index, sample in enumerate(wds.tarfile_samples([{"url": assignment.url}])):
                 if index % assignment.stride == assignment.offset:
-                    sample["__epoch__"] = epoch
+                    sample["__epoch__"], sample["__consumer__"] = epoch, consumer
                     yield sample
 
     def make_sample(self, sample: dict) -> dict:
@@ -186,17 +187,18 @@ class TrainSamples(IterableDataset):
         crop = self.config.crop_size
         mask = self.masks.sample(f"{key}@{epoch}", crop, crop, seed=self.config.seed)
         return {"image": torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1))),
-                "mask": torch.from_numpy(mask[None]), "key": key, "epoch": epoch, "url": sample["__url__"]}
+                "mask": torch.from_numpy(mask[None]), "key": key, "epoch": epoch, "url": sample["__url__"],
+                "consumer": sample["__consumer__"]}
 
     @staticmethod
     def collate(samples: list[dict]) -> dict:
         return {"image": torch.stack([sample["image"] for sample in samples]),
                 "mask": torch.stack([sample["mask"] for sample in samples]),
-                **{name: [sample[name] for sample in samples] for name in ("key", "epoch", "url")}}
+                **{name: [sample[name] for sample in samples] for name in ("key", "epoch", "url", "consumer")}}
 
     def __iter__(self) -> Iterator[dict]:
         consumer, consumers = self.consumer()
-        samples = self.read(self.assignments(consumer, consumers))
+        samples = self.read(self.assignments(consumer, consumers), consumer)
         samples = wds.shuffle(self.config.shuffle_buffer, min(100, self.config.shuffle_buffer),
                               seed=f"{self.config.seed}/{consumer}")(samples)
         batches = wds.batched(self.config.batch_size, collation_fn=self.collate, partial=False)(
@@ -218,7 +220,8 @@ def hash_seed(*parts: object) -> int:
 
 class TrainLoader:
     """Batches ready for the training step: ``image`` (B, 3, C, C) float in [0, 1] and ``mask`` (B, 1, C, C) float
-    on ``device``, plus ``key``/``epoch``/``url`` lists. Iterating never ends; take as many steps as planned.
+    on ``device``, plus ``key``/``epoch``/``url``/``consumer`` lists (where each sample came from). Iterating never
+    ends; take as many steps as planned.
     """
 
     def __init__(self, shards: str | Path | Sequence[str | Path], config: LoaderConfig, device: str | torch.device =
