@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import kornia.augmentation
 import kornia.color
 import kornia.enhance
 import kornia.geometry.calibration
@@ -343,7 +342,7 @@ class LamaAugmentation(nn.Module):
         c, p = config, config.p
         self.geometric = nn.ModuleList()
         self.colour = nn.ModuleList()
-        self.flip = kornia.augmentation.RandomHorizontalFlip(p=p) if c.variant != "no_augs" else None
+        self.flip_p = p if c.variant != "no_augs" else 0.0
         if c.variant == "distortions":
             self.geometric.extend(
                 [
@@ -360,17 +359,21 @@ class LamaAugmentation(nn.Module):
                 ]
             )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) window, float in [0,1] or uint8, H and W ≥ crop → (B,3,crop,crop) float32 on the same device."""
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B,3,H,W) window, float in [0,1] or uint8, H and W ≥ crop → (B,3,crop,crop) float32 on the same device.
+
+        Random draws come from ``generator`` (a CPU generator) when given, else from torch's global RNG.
+        """
         crop = self.config.crop_size
         if images.ndim != 4 or images.shape[1] != 3 or min(images.shape[-2:]) < crop:
             raise ValueError(f"expected images (B,3,H,W) with H,W >= crop_size {crop}; got {tuple(images.shape)}")
         x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
         for op in self.geometric:
-            x = op(x)
+            x = op(x, generator)
         x = centre_crop(x, crop)
-        if self.flip is not None:
-            x = self.flip(x)
+        # Not kornia's RandomHorizontalFlip: it draws from the global RNG only, and the loader must not reseed that.
+        flipped = (torch.rand(x.shape[0], generator=generator) < self.flip_p).to(x.device)
+        x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
         for op in self.colour:
-            x = op(x)
+            x = op(x, generator)
         return x.clamp(0, 1).contiguous()

@@ -206,10 +206,10 @@ class TrainSamples(IterableDataset):
         if not self.augment_here:
             yield from batches
             return
-        torch.manual_seed(hash_seed(self.config.seed, consumer))
+        generator = torch.Generator().manual_seed(hash_seed(self.config.seed, self.start_epoch, consumer))
         augment = LamaAugmentation(AugmentConfig(variant=self.config.augment, crop_size=self.config.crop_size))
         for batch in batches:
-            batch["image"] = augment(batch["image"])
+            batch["image"] = augment(batch["image"], generator)
             yield batch
 
 
@@ -236,6 +236,8 @@ class TrainLoader:
                         if on_device else None)
         self.dataset = TrainSamples(find_shards(shards), config, rank, world_size, augment_here=not on_device,
                                     start_epoch=start_epoch)
+        # The augmentation's own random stream: the training process's global RNG is left alone.
+        self.generator = torch.Generator().manual_seed(hash_seed(config.seed, start_epoch, "device", rank))
         workers = config.num_workers
         self.loader = wds.WebLoader(
             self.dataset, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
@@ -247,7 +249,7 @@ class TrainLoader:
         for batch in self.loader:
             image = batch["image"].to(self.device, non_blocking=True)
             if self.augment is not None:
-                image = self.augment(image)
+                image = self.augment(image, self.generator)
             batch["image"] = image.float() / 255 if image.dtype == torch.uint8 else image
             batch["mask"] = batch["mask"].to(self.device, non_blocking=True).float()
             yield batch

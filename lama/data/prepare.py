@@ -271,8 +271,8 @@ def _units(splits: SourceSplits, config: PrepareConfig, outdir: Path) -> list[Un
 
 
 def _inputs_digest(splits: SourceSplits) -> str:
-    """Changes when any input changes its key, origin, size on disk or label."""
-    digest = hashlib.sha256()
+    """Changes when any input changes its key, origin, size on disk or label, or a package photo its version."""
+    digest = hashlib.sha256(json.dumps(splits.notes, sort_keys=True).encode())
     for split in SPLITS:
         for image in sorted(splits.split(split), key=lambda image: image.key):
             size = getattr(image.ref, "size", None)

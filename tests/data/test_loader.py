@@ -156,7 +156,9 @@ def test_batches_are_reproducible_and_augmented_in_the_loader_on_cpu(tmp_path: P
         loader = iter(TrainLoader(data, config, rank=0, world_size=1))
         return [next(loader) for _ in range(3)]
 
+    global_rng = torch.get_rng_state()
     first, second = batches(), batches()
+    assert torch.equal(torch.get_rng_state(), global_rng)  # the training process's random stream is left alone
     for one, two in zip(first, second, strict=True):
         assert one["key"] == two["key"] and torch.equal(one["image"], two["image"])
         assert one["image"].shape == (2, 3, 32, 32) and set(one["mask"].unique().tolist()) <= {0.0, 1.0}
