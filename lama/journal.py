@@ -8,6 +8,7 @@ is cut off so that new records start on a fresh line.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TextIO
 
@@ -58,8 +59,9 @@ class Journal:
             self._handle = None
 
     def append(self, record: dict) -> None:
-        """Record one finished unit; flushed at once, so a kill right after loses nothing."""
+        """Record one finished unit; synced at once, so neither a kill nor a machine crash loses it."""
         self._write(record)
+        os.fsync(self._handle.fileno())
 
     def remove(self) -> None:
         """The job is complete and its results are recorded elsewhere."""

@@ -44,7 +44,7 @@ class LoaderConfig:
     batch_size: int = 10
     num_workers: int = 3
     crop_size: int = 256
-    window_size: int | None = None  # the window cut in the worker; None: 1.5 × crop when augmenting geometry
+    window_size: int | None = None  # the window cut in the worker; None: 2 × crop when augmenting geometry
     shuffle_buffer: int = 200
     masks: str = "wide"
     augment: str = "distortions"  # distortions | flip | no_augs
@@ -69,7 +69,9 @@ class LoaderConfig:
     def window(self) -> int:
         if self.window_size is not None:
             return self.window_size
-        return self.crop_size * 3 // 2 if self.augment == "distortions" else self.crop_size
+        # At scale 0.7 and 40° the crop's corners come from 1.01 × crop off its centre: a 2 × crop window holds
+        # them, so the geometric ops pull in real content where the official full-image ops would.
+        return self.crop_size * 2 if self.augment == "distortions" else self.crop_size
 
 
 @dataclass(frozen=True)
@@ -229,13 +231,18 @@ class TrainLoader:
         config.validate()
         self.config = config
         self.device = torch.device(device)
+        if (rank is None) != (world_size is None):
+            raise ValueError(f"rank={rank}, world_size={world_size}: give both or neither")
         if rank is None or world_size is None:
             rank, world_size = distributed_position()
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank}: expected 0 <= rank < world_size ({world_size})")
         on_device = config.augment_on == "device" or (config.augment_on == "auto" and self.device.type == "cuda")
         self.augment = (LamaAugmentation(AugmentConfig(variant=config.augment, crop_size=config.crop_size))
                         if on_device else None)
         self.dataset = TrainSamples(find_shards(shards), config, rank, world_size, augment_here=not on_device,
                                     start_epoch=start_epoch)
+        self._batches: Iterator[dict] | None = None
         # The augmentation's own random stream: the training process's global RNG is left alone.
         self.generator = torch.Generator().manual_seed(hash_seed(config.seed, start_epoch, "device", rank))
         workers = config.num_workers
@@ -246,6 +253,12 @@ class TrainLoader:
         )
 
     def __iter__(self) -> Iterator[dict]:
+        """The one endless stream: iterating again continues it rather than replaying the first batches."""
+        if self._batches is None:
+            self._batches = self._stream()
+        return self._batches
+
+    def _stream(self) -> Iterator[dict]:
         for batch in self.loader:
             image = batch["image"].to(self.device, non_blocking=True)
             if self.augment is not None:

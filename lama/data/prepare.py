@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import PIL
+import PIL.features
 import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
@@ -131,7 +133,8 @@ def prepare(config: PrepareConfig, outdir: Path, n_jobs: int = 1, progress: bool
         raise ValueError(f"n_jobs={n_jobs}: expected >= 1")
     outdir = Path(outdir)
     splits = list_source(config, progress)
-    identity = {"format_version": FORMAT_VERSION, "config": asdict(config), "inputs": _inputs_digest(splits)}
+    identity = {"format_version": FORMAT_VERSION, "config": asdict(config), "inputs": _inputs_digest(splits),
+                "encoders": encoder_versions()}
     if _up_to_date(outdir, identity):
         log.info("%s: already prepared with these inputs and params", outdir)
         return PrepareSummary(**json.loads((outdir / MANIFEST).read_text())["summary"])
@@ -217,8 +220,13 @@ def _write_shard(unit: Unit, record: dict, tick: Callable[[int], object] | None)
                 if loaded is None:
                     continue
                 pixels, data, keep = loaded
-                resized = resize_short_side(pixels, config.train_size)
-                payload = data if keep and resized is pixels else encode(resized, config.image_format, config.quality)
+                try:
+                    resized = resize_short_side(pixels, config.train_size)
+                    payload = data if keep and resized is pixels else encode(resized, config.image_format,
+                                                                             config.quality)
+                except (OSError, ValueError) as error:
+                    record["skipped"].append([image.origin, f"cannot be encoded: {str(error).splitlines()[0]}"])
+                    continue
                 meta = {"key": image.key, "source": config.source, "size": [resized.height, resized.width],
                         "original_size": [pixels.height, pixels.width]}
                 if image.label is not None:
@@ -228,7 +236,7 @@ def _write_shard(unit: Unit, record: dict, tick: Callable[[int], object] | None)
                 count += 1
         record["shard"] = {"name": path.name, "count": count, "bytes": stream.size, "sha256": stream.sha256.hexdigest()}
 
-    atomic_write(path, write)
+    atomic_write(path, write, durable=True)  # synced before the journal says it is done
     record["files"].append(unit.name)
 
 
@@ -246,10 +254,16 @@ def _write_eval_chunk(unit: Unit, record: dict, tick: Callable[[int], object] | 
         if loaded is None:
             continue
         square = center_square(loaded[0])
-        for size in config.eval_sizes:
-            relative = f"{unit.split}/{size}/{eval_name(image.key)}.png"
-            pixels = square if square.size == (size, size) else square.resize((size, size), resample=Image.BICUBIC)
-            atomic_write(unit.outdir / relative, lambda handle, pixels=pixels: handle.write(encode(pixels, "png")))
+        encoded = {}
+        try:
+            for size in config.eval_sizes:
+                pixels = square if square.size == (size, size) else square.resize((size, size), Image.BICUBIC)
+                encoded[f"{unit.split}/{size}/{eval_name(image.key)}.png"] = encode(pixels, "png")
+        except (OSError, ValueError) as error:
+            record["skipped"].append([image.origin, f"cannot be encoded: {str(error).splitlines()[0]}"])
+            continue
+        for relative, data in encoded.items():
+            atomic_write(unit.outdir / relative, lambda handle, data=data: handle.write(data), durable=True)
             record["files"].append(relative)
 
 
@@ -270,6 +284,11 @@ def _units(splits: SourceSplits, config: PrepareConfig, outdir: Path) -> list[Un
     return units
 
 
+def encoder_versions() -> dict[str, str | None]:
+    """The output bytes depend on Pillow's codecs: a build never resumes or counts as current across versions."""
+    return {"pillow": PIL.__version__, **{codec: PIL.features.version(codec) for codec in ("jpg", "zlib", "webp")}}
+
+
 def _inputs_digest(splits: SourceSplits) -> str:
     """Changes when any input changes its key, origin, size on disk or label, or a package photo its version."""
     digest = hashlib.sha256(json.dumps(splits.notes, sort_keys=True).encode())
@@ -283,7 +302,11 @@ def _inputs_digest(splits: SourceSplits) -> str:
 
 
 def _outputs_exist(outdir: Path, record: dict) -> bool:
-    return all((outdir / relative).is_file() for relative in record.get("files", []))
+    """A journaled unit counts as done only if its files are there, and its shard has the recorded size."""
+    if not all((outdir / relative).is_file() for relative in record.get("files", [])):
+        return False
+    shard = record.get("shard")
+    return shard is None or (outdir / record["files"][0]).stat().st_size == shard["bytes"]
 
 
 def _up_to_date(outdir: Path, identity: dict) -> bool:
@@ -307,8 +330,13 @@ def _check_outdir(outdir: Path, identity: dict) -> None:
     """Refuse to mix two datasets, or to write into a folder that holds something else."""
     manifest = outdir / MANIFEST
     if manifest.is_file():
-        if {key: _read_manifest(manifest).get(key) for key in identity} != identity:
-            raise ValueError(f"{outdir}: holds a dataset prepared from other inputs or params; "
+        previous = _read_manifest(manifest)
+        differing = [key for key in identity if previous.get(key) != identity[key]]
+        if differing:
+            config = previous.get("config") if isinstance(previous.get("config"), dict) else {}
+            keys = [key for key in identity["config"] if config.get(key) != identity["config"][key]]
+            what = ", ".join(f"config.{key}" for key in keys) if "config" in differing else ", ".join(differing)
+            raise ValueError(f"{outdir}: holds a dataset prepared from other inputs or params ({what} differ); "
                              "use an empty folder or delete it")
         return
     if outdir.is_dir() and not (outdir / JOURNAL).is_file() and any(outdir.iterdir()):

@@ -140,15 +140,21 @@ def file_images(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, key_ro
 
 def tar_images(archive: Path, progress: bool = True) -> Iterator[tuple[str, TarMemberRef]]:
     """(path inside the archive, reference) for every regular file of an uncompressed tar, streamed."""
-    with tarfile.open(archive, "r:") as tar, tqdm(desc=f"index {archive.name}", unit="file", disable=not progress,
-                                                   leave=False) as bar:
-        while (member := tar.next()) is not None:
-            # tarfile keeps every header it has read; 1.8M of them would cost about a gigabyte, and we
-            # address members by offset, so the list is dropped as we go.
-            tar.members.clear()
-            if member.isfile():
-                yield member.name, TarMemberRef(str(archive), member.offset_data, member.size)
-                bar.update()
+    try:
+        with tarfile.open(archive, "r:") as tar, tqdm(desc=f"index {archive.name}", unit="file",
+                                                       disable=not progress, leave=False) as bar:
+            while (member := tar.next()) is not None:
+                # tarfile keeps every header it has read; 1.8M of them would cost about a gigabyte, and we
+                # address members by offset, so the list is dropped as we go.
+                tar.members.clear()
+                if member.isfile():
+                    if member.offset_data + member.size > archive.stat().st_size:
+                        raise tarfile.ReadError(f"member {member.name} runs past the end of the file")
+                    yield member.name, TarMemberRef(str(archive), member.offset_data, member.size)
+                    bar.update()
+    except tarfile.TarError as error:
+        raise ValueError(f"{archive}: not a readable uncompressed tar archive ({error}); "
+                         "is the download complete?") from None
 
 
 def folder_splits(root: Path, seed: int = 0, counts: dict[str, int | None] | None = None,
@@ -163,6 +169,9 @@ def folder_splits(root: Path, seed: int = 0, counts: dict[str, int | None] | Non
     counts = {"val": None, "test": None, "train": None, **(counts or {})}
     splits = SourceSplits()
     if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
+        for path in find_files(root, extensions):
+            if path.relative_to(root).parts[0] not in SPLITS:
+                splits.missing.append(("-", str(path), "outside train/, val/ and test/"))
         for split in SPLITS:
             found = file_images(root / split, extensions) if (root / split).is_dir() else []
             cap = len(found) if counts[split] is None else min(counts[split], len(found))

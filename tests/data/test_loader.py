@@ -186,3 +186,32 @@ def test_bad_loader_input_fails_with_the_name(tmp_path: Path) -> None:
         LoaderConfig(augment_on="gpu").validate()
     with pytest.raises(ValueError, match="batch_size=0"):
         LoaderConfig(batch_size=0).validate()
+    data = _dataset(tmp_path, 4, 4)
+    with pytest.raises(ValueError, match="rank=1, world_size=None: give both or neither"):
+        TrainLoader(data, LoaderConfig(**SMALL), rank=1)
+    with pytest.raises(ValueError, match=r"rank=2: expected 0 <= rank < world_size \(2\)"):
+        TrainLoader(data, LoaderConfig(**SMALL), rank=2, world_size=2)
+
+
+def test_iterating_again_continues_the_stream(tmp_path: Path) -> None:
+    data = _dataset(tmp_path, 8, 4)
+    loader = TrainLoader(data, LoaderConfig(num_workers=0, **SMALL), rank=0, world_size=1)
+    first = [(batch["key"], batch["epoch"]) for batch, _ in zip(loader, range(4), strict=False)]
+    second = [(batch["key"], batch["epoch"]) for batch, _ in zip(loader, range(4), strict=False)]
+    assert first != second  # a replay would repeat the first four batches exactly
+    assert max(epoch for _, epochs in second for epoch in epochs) >= 1  # 8 samples: the stream moved past epoch 0
+
+
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
+def test_the_augmentation_changes_pixels_where_it_runs(tmp_path: Path, augment_on: str) -> None:
+    data = _dataset(tmp_path, 8, 4)
+
+    def first_batch(augment: str) -> dict:
+        config = LoaderConfig(num_workers=0, **{**SMALL, "augment": augment, "window_size": 40,
+                                                "augment_on": augment_on})
+        return next(iter(TrainLoader(data, config, rank=0, world_size=1)))
+
+    plain, augmented = first_batch("no_augs"), first_batch("distortions")
+    assert plain["key"] == augmented["key"] and torch.equal(plain["mask"], augmented["mask"])
+    assert augmented["image"].shape == plain["image"].shape == (2, 3, 32, 32)
+    assert (augmented["image"] - plain["image"]).abs().mean() > 0.01

@@ -255,7 +255,7 @@ def test_a_sigkilled_run_resumes_to_the_same_bytes(messy_folder: Path, tmp_path:
 def test_a_folder_holding_another_dataset_is_refused(messy_folder: Path, tmp_path: Path) -> None:
     prepare(_folder_config(messy_folder), tmp_path / "out", progress=False)
     before = _files(tmp_path / "out")
-    with pytest.raises(ValueError, match="holds a dataset prepared from other inputs or params"):
+    with pytest.raises(ValueError, match=r"other inputs or params \(config.quality differ\)"):
         prepare(_folder_config(messy_folder, quality=80), tmp_path / "out", progress=False)
     assert _files(tmp_path / "out") == before
     assert prepare(_folder_config(messy_folder), tmp_path / "out", progress=False).train > 0  # up to date
@@ -297,3 +297,31 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "12 train images in 3 shards, 8 val, 16 test; 0 skipped" in capsys.readouterr().err
     assert main(["prepare", "folder", str(tmp_path / "x"), "-q"]) == 2
     assert "root: the folder source needs the folder" in capsys.readouterr().err
+
+
+def test_a_truncated_places_archive_is_named(tmp_path: Path) -> None:
+    (tmp_path / "val_large").mkdir()
+    for index in range(3):
+        (tmp_path / "val_large" / f"Places365_val_{index:08d}.jpg").write_bytes(_jpeg(_smooth(300, 300, index)))
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    with tarfile.open(archives / "val_large.tar", "w") as tar:
+        tar.add(tmp_path / "val_large", arcname="val_large")
+    whole = (archives / "val_large.tar").read_bytes()
+    (archives / "val_large.tar").write_bytes(whole[: len(whole) // 2])  # an interrupted download
+    (archives / "train").mkdir()
+    (archives / "train" / "x.jpg").write_bytes(_jpeg(_smooth(300, 300, 9)))
+    with pytest.raises(ValueError, match=r"val_large\.tar: not a readable uncompressed tar archive .*download"):
+        prepare(PrepareConfig(source="places365", root=str(archives)), tmp_path / "out", progress=False)
+
+
+def test_images_outside_the_split_folders_are_reported(tmp_path: Path) -> None:
+    for split, count in (("train", 3), ("test", 2)):
+        (tmp_path / "src" / split).mkdir(parents=True)
+        for index in range(count):
+            (tmp_path / "src" / split / f"{split}{index}.jpg").write_bytes(_jpeg(_smooth(300, 300, index)))
+    (tmp_path / "src" / "stray.jpg").write_bytes(_jpeg(_smooth(300, 300, 7)))
+    summary = prepare(_folder_config(tmp_path / "src", val_count=None, test_count=None), tmp_path / "out",
+                      progress=False)
+    assert (summary.train, summary.val, summary.test, summary.skipped) == (3, 0, 2, 1)
+    assert "stray.jpg\toutside train/, val/ and test/" in (tmp_path / "out" / "skipped.tsv").read_text()
