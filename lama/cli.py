@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -89,17 +89,23 @@ def run_init_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_job(command: str, outdir: object, job: Callable[[], object]) -> int:
+    """Run a folder-building job: its summary on success (0), its one-line error on bad input (2)."""
+    try:
+        summary = job()
+    except (ValueError, FileNotFoundError) as error:
+        print(f"lama {command}: {error}", file=sys.stderr)
+        return 2
+    print(f"lama {command}: {summary} -> {outdir}", file=sys.stderr)
+    return 0
+
+
 def run_masks(args: argparse.Namespace) -> int:
     from lama.masks import build_eval_mask_set
 
-    try:
-        summary = build_eval_mask_set(args.config, args.indir, args.outdir, seed=args.seed, n_jobs=args.n_jobs,
-                                      extensions=args.ext.split(","), progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"lama masks: {error}", file=sys.stderr)
-        return 2
-    print(f"lama masks: {summary} -> {args.outdir}", file=sys.stderr)
-    return 0
+    return run_job("masks", args.outdir, lambda: build_eval_mask_set(
+        args.config, args.indir, args.outdir, seed=args.seed, n_jobs=args.n_jobs, extensions=args.ext.split(","),
+        progress=not args.quiet))
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -111,13 +117,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         test_count=args.test_count, size=args.size, min_size=args.min_size, image_format=args.format,
         quality=args.quality, shard_size=args.shard_size, eval_sizes=sizes,
     )
-    try:
-        summary = prepare(config, args.outdir, n_jobs=args.n_jobs, progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"lama prepare: {error}", file=sys.stderr)
-        return 2
-    print(f"lama prepare: {summary} -> {args.outdir}", file=sys.stderr)
-    return 0
+    return run_job("prepare", args.outdir, lambda: prepare(config, args.outdir, n_jobs=args.n_jobs,
+                                                          progress=not args.quiet))
 
 
 def run_weights(args: argparse.Namespace) -> int:

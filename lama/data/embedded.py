@@ -117,8 +117,8 @@ def _eval_box(rng: np.random.Generator, width: int, height: int) -> tuple[int, i
 def _crops(photos: list[Photo], split: str, count: int, seed: int) -> list[SourceImage]:
     """``count`` crops spread over ``photos`` round-robin, each from the photo's own seeded stream."""
     images = []
-    for photo in photos:
-        share = count // len(photos) + (1 if photos.index(photo) < count % len(photos) else 0)
+    for position, photo in enumerate(photos):
+        share = count // len(photos) + (1 if position < count % len(photos) else 0)
         width, height = _load_photo(photo.name).size
         rng = _rng(seed, photo.name, split)
         for index in range(share):

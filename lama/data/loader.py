@@ -62,8 +62,12 @@ class LoaderConfig:
             raise ValueError(f"window_size={self.window_size}: expected >= crop_size ({self.crop_size})")
         if self.augment_on not in AUGMENT_ON:
             raise ValueError(f"augment_on={self.augment_on!r}: expected one of {', '.join(AUGMENT_ON)}")
-        AugmentConfig(variant=self.augment, crop_size=self.crop_size).validate()
+        self.augment_config.validate()
         MaskGenerator.from_config(self.masks)
+
+    @property
+    def augment_config(self) -> AugmentConfig:
+        return AugmentConfig(variant=self.augment, crop_size=self.crop_size)
 
     @property
     def window(self) -> int:
@@ -209,7 +213,7 @@ class TrainSamples(IterableDataset):
             yield from batches
             return
         generator = torch.Generator().manual_seed(hash_seed(self.config.seed, self.start_epoch, consumer))
-        augment = LamaAugmentation(AugmentConfig(variant=self.config.augment, crop_size=self.config.crop_size))
+        augment = LamaAugmentation(self.config.augment_config)
         for batch in batches:
             batch["image"] = augment(batch["image"], generator)
             yield batch
@@ -238,7 +242,7 @@ class TrainLoader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank}: expected 0 <= rank < world_size ({world_size})")
         on_device = config.augment_on == "device" or (config.augment_on == "auto" and self.device.type == "cuda")
-        self.augment = (LamaAugmentation(AugmentConfig(variant=config.augment, crop_size=config.crop_size))
+        self.augment = (LamaAugmentation(config.augment_config)
                         if on_device else None)
         self.dataset = TrainSamples(find_shards(shards), config, rank, world_size, augment_here=not on_device,
                                     start_epoch=start_epoch)

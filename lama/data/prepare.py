@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,10 +135,10 @@ def prepare(config: PrepareConfig, outdir: Path, n_jobs: int = 1, progress: bool
     splits = list_source(config, progress)
     identity = {"format_version": FORMAT_VERSION, "config": asdict(config), "inputs": _inputs_digest(splits),
                 "encoders": encoder_versions()}
-    if _up_to_date(outdir, identity):
+    previous = _check_outdir(outdir, identity)
+    if previous is not None and all((outdir / relative).is_file() for relative in previous.get("files", [])):
         log.info("%s: already prepared with these inputs and params", outdir)
-        return PrepareSummary(**json.loads((outdir / MANIFEST).read_text())["summary"])
-    _check_outdir(outdir, identity)
+        return PrepareSummary(**previous["summary"])
     _remove_temporaries(outdir)
     units = _units(splits, config, outdir)
     journal = Journal(outdir / JOURNAL, identity, "dataset preparation")
@@ -174,20 +174,36 @@ def run_unit(unit: Unit, tick: Callable[[int], object] | None = None) -> dict:
     return record
 
 
-def _load(image: SourceImage, config: PrepareConfig, record: dict) -> tuple[Image.Image, bytes | None, bool] | None:
-    """(RGB pixels, stored bytes, stored bytes are pristine), or ``None`` after recording why it is skipped."""
-    try:
-        data = image.ref.read()
-        if isinstance(data, Image.Image):  # a crop of a packaged photo: already RGB pixels
-            return data, None, False
-        decoded = decode_rgb(data, config.min_size)
-    except (UnusableImageError, OSError) as error:
-        record["skipped"].append([image.origin, str(error)])
-        return None
-    if decoded.converted_from:
-        record["converted"].append([image.origin, decoded.converted_from])
-    keep = decoded.pristine and decoded.format == IMAGE_FORMATS[config.image_format]
-    return decoded.image, data, keep
+def _skip(record: dict, image: SourceImage, reason: str) -> None:
+    record["skipped"].append([image.origin, reason])
+
+
+def _cannot_encode(error: Exception) -> str:
+    return f"cannot be encoded: {str(error).splitlines()[0]}"
+
+
+def _decoded(unit: Unit, record: dict, tick: Callable[[int], object] | None
+             ) -> Iterator[tuple[SourceImage, Image.Image, bytes | None, bool]]:
+    """(image, RGB pixels, stored bytes, stored bytes are pristine) for each usable image of the unit; the others
+    are recorded as skipped, conversions as converted, and every image ticks the progress bar.
+    """
+    for image in unit.images:
+        try:
+            data = image.ref.read()
+            decoded = None if isinstance(data, Image.Image) else decode_rgb(data, unit.config.min_size)
+        except (UnusableImageError, OSError) as error:
+            _skip(record, image, str(error))
+            continue
+        finally:
+            if tick is not None:
+                tick(1)
+        if decoded is None:  # a crop of a packaged photo: already RGB pixels
+            yield image, data, None, False
+            continue
+        if decoded.converted_from:
+            record["converted"].append([image.origin, decoded.converted_from])
+        keep = decoded.pristine and decoded.format == IMAGE_FORMATS[unit.config.image_format]
+        yield image, decoded.image, data, keep
 
 
 class _HashingWriter:
@@ -213,19 +229,13 @@ def _write_shard(unit: Unit, record: dict, tick: Callable[[int], object] | None)
         nonlocal count
         stream = _HashingWriter(handle)
         with wds.TarWriter(stream, encoder=False, mtime=TAR_MTIME, format="PAX_FORMAT") as tar:
-            for image in unit.images:
-                loaded = _load(image, config, record)
-                if tick is not None:
-                    tick(1)
-                if loaded is None:
-                    continue
-                pixels, data, keep = loaded
+            for image, pixels, data, keep in _decoded(unit, record, tick):
                 try:
                     resized = resize_short_side(pixels, config.train_size)
                     payload = data if keep and resized is pixels else encode(resized, config.image_format,
                                                                              config.quality)
                 except (OSError, ValueError) as error:
-                    record["skipped"].append([image.origin, f"cannot be encoded: {str(error).splitlines()[0]}"])
+                    _skip(record, image, _cannot_encode(error))
                     continue
                 meta = {"key": image.key, "source": config.source, "size": [resized.height, resized.width],
                         "original_size": [pixels.height, pixels.width]}
@@ -246,21 +256,15 @@ def eval_name(key: str) -> str:
 
 
 def _write_eval_chunk(unit: Unit, record: dict, tick: Callable[[int], object] | None) -> None:
-    config = unit.config
-    for image in unit.images:
-        loaded = _load(image, config, record)
-        if tick is not None:
-            tick(1)
-        if loaded is None:
-            continue
-        square = center_square(loaded[0])
+    for image, pixels, _, _ in _decoded(unit, record, tick):
+        square = center_square(pixels)
         encoded = {}
         try:
-            for size in config.eval_sizes:
-                pixels = square if square.size == (size, size) else square.resize((size, size), Image.BICUBIC)
-                encoded[f"{unit.split}/{size}/{eval_name(image.key)}.png"] = encode(pixels, "png")
+            for size in unit.config.eval_sizes:
+                sized = square if square.size == (size, size) else square.resize((size, size), Image.BICUBIC)
+                encoded[f"{unit.split}/{size}/{eval_name(image.key)}.png"] = encode(sized, "png")
         except (OSError, ValueError) as error:
-            record["skipped"].append([image.origin, f"cannot be encoded: {str(error).splitlines()[0]}"])
+            _skip(record, image, _cannot_encode(error))
             continue
         for relative, data in encoded.items():
             atomic_write(unit.outdir / relative, lambda handle, data=data: handle.write(data), durable=True)
@@ -309,15 +313,6 @@ def _outputs_exist(outdir: Path, record: dict) -> bool:
     return shard is None or (outdir / record["files"][0]).stat().st_size == shard["bytes"]
 
 
-def _up_to_date(outdir: Path, identity: dict) -> bool:
-    manifest = outdir / MANIFEST
-    if not manifest.is_file():
-        return False
-    previous = _read_manifest(manifest)
-    return {key: previous.get(key) for key in identity} == identity and all(
-        (outdir / relative).is_file() for relative in previous.get("files", []))
-
-
 def _read_manifest(path: Path) -> dict:
     try:
         loaded = json.loads(path.read_text())
@@ -326,8 +321,10 @@ def _read_manifest(path: Path) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _check_outdir(outdir: Path, identity: dict) -> None:
-    """Refuse to mix two datasets, or to write into a folder that holds something else."""
+def _check_outdir(outdir: Path, identity: dict) -> dict | None:
+    """The manifest of a dataset with this identity already in ``outdir``, if any; refuses to mix two datasets,
+    or to write into a folder that holds something else.
+    """
     manifest = outdir / MANIFEST
     if manifest.is_file():
         previous = _read_manifest(manifest)
@@ -338,9 +335,10 @@ def _check_outdir(outdir: Path, identity: dict) -> None:
             what = ", ".join(f"config.{key}" for key in keys) if "config" in differing else ", ".join(differing)
             raise ValueError(f"{outdir}: holds a dataset prepared from other inputs or params ({what} differ); "
                              "use an empty folder or delete it")
-        return
+        return previous
     if outdir.is_dir() and not (outdir / JOURNAL).is_file() and any(outdir.iterdir()):
         raise ValueError(f"{outdir}: not empty and not a prepared dataset; use an empty folder")
+    return None
 
 
 def _remove_temporaries(outdir: Path) -> None:

@@ -128,12 +128,12 @@ def find_files(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list
     return sorted(path for path in root.rglob("*") if path.is_file() and path.suffix.lower() in wanted)
 
 
-def file_images(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, key_root: Path | None = None
+def file_images(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, paths: Iterable[Path] | None = None
                 ) -> list[SourceImage]:
-    """Every image file below ``root``, keyed by its path relative to ``key_root`` (default ``root``)."""
-    key_root = key_root or root
-    images = [SourceImage(image_key(path.relative_to(key_root).as_posix()), str(path), FileRef(str(path)))
-              for path in find_files(root, extensions)]
+    """Every image file below ``root`` (or just ``paths``, files below it), keyed by its path relative to ``root``."""
+    paths = find_files(root, extensions) if paths is None else paths
+    images = [SourceImage(image_key(path.relative_to(root).as_posix()), str(path), FileRef(str(path)))
+              for path in paths]
     refuse_duplicate_keys(images)
     return images
 
@@ -169,11 +169,14 @@ def folder_splits(root: Path, seed: int = 0, counts: dict[str, int | None] | Non
     counts = {"val": None, "test": None, "train": None, **(counts or {})}
     splits = SourceSplits()
     if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
+        by_folder: dict[str, list[Path]] = {}
         for path in find_files(root, extensions):
-            if path.relative_to(root).parts[0] not in SPLITS:
-                splits.missing.append(("-", str(path), "outside train/, val/ and test/"))
+            by_folder.setdefault(path.relative_to(root).parts[0], []).append(path)
+        for folder, paths in by_folder.items():
+            if folder not in SPLITS:
+                splits.missing.extend(("-", str(path), "outside train/, val/ and test/") for path in paths)
         for split in SPLITS:
-            found = file_images(root / split, extensions) if (root / split).is_dir() else []
+            found = file_images(root / split, paths=by_folder.get(split, []))
             cap = len(found) if counts[split] is None else min(counts[split], len(found))
             splits.split(split).extend(carve(found, {split: cap}, seed)[split])
         splits.notes["layout"] = "train/val/test subfolders"
