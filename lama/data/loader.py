@@ -11,16 +11,21 @@ fewer than workers; hence the dealing is ours, and reading, grouping, shuffling 
 Workers decode, cut a random window and draw the hole mask (``lama.masks``) on the fly; every random choice for a
 sample derives from (seed, epoch, key), so it does not depend on how many workers there are. The official
 augmentations run batched with kornia on the training device when it is a GPU, in the workers otherwise.
+
+Each consumer shuffles each epoch on its own, so ``TrainLoader.state_dict()`` (batches taken; per consumer the epoch
+and how many of its samples were consumed) lets a resumed run continue the stream exactly, skipping the consumed
+samples without decoding them.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -32,6 +37,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 from lama.data.augment import AugmentConfig, LamaAugmentation
 from lama.data.prepare import MANIFEST
 from lama.masks.generator import MaskGenerator
+
+log = logging.getLogger(__name__)
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 AUGMENT_ON = ("auto", "loader", "device")
@@ -85,6 +92,34 @@ class Assignment:
     url: str
     stride: int = 1
     offset: int = 0
+
+
+@dataclass
+class LoaderPosition:
+    """How far one rank's stream has gone: batches taken, and per consumer (epoch, samples of it consumed).
+
+    It is all a resumed run needs to continue the stream exactly where it stopped, provided the ranks, workers and
+    shards are the same; ``TrainLoader.state_dict`` gives it and ``TrainLoader(position=...)`` takes it back.
+    """
+
+    consumers_total: int
+    batches: int = 0
+    consumers: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def advance(self, batch: dict) -> None:
+        self.batches += 1
+        for epoch, consumer in zip(batch["epoch"], batch["consumer"], strict=True):
+            seen_epoch, count = self.consumers.get(consumer, (epoch, 0))
+            self.consumers[consumer] = (epoch, count + 1) if epoch == seen_epoch else (epoch, 1)
+
+    def to_dict(self) -> dict:
+        return {"consumers_total": self.consumers_total, "batches": self.batches,
+                "consumers": {str(c): list(p) for c, p in sorted(self.consumers.items())}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LoaderPosition:
+        return cls(int(data["consumers_total"]), int(data["batches"]),
+                   {int(c): (int(p[0]), int(p[1])) for c, p in data["consumers"].items()})
 
 
 def deal_shards(shards: Sequence[str], epoch: int, consumer: int, consumers: int, seed: int) -> list[Assignment]:
@@ -154,7 +189,7 @@ class TrainSamples(IterableDataset):
     """
 
     def __init__(self, shards: Sequence[str], config: LoaderConfig, rank: int, world_size: int,
-                 augment_here: bool, start_epoch: int = 0) -> None:
+                 augment_here: bool, start_epoch: int = 0, position: LoaderPosition | None = None) -> None:
         super().__init__()
         self.shards = list(shards)
         self.config = config
@@ -162,20 +197,38 @@ class TrainSamples(IterableDataset):
         self.world_size = world_size
         self.augment_here = augment_here
         self.start_epoch = start_epoch
+        self.position = position
         self.masks = MaskGenerator.from_config(config.masks)
 
     def consumer(self) -> tuple[int, int]:
+        """(logical consumer, consumers). Worker ids are rotated on resume so that the DataLoader, which restarts
+        its round-robin at worker 0, hands out the batches in the same order as the uninterrupted run would."""
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        return self.rank * workers + worker, self.world_size * workers
+        rotation = self.position.batches % workers if self.position is not None else 0
+        return self.rank * workers + (worker + rotation) % workers, self.world_size * workers
 
-    def assignments(self, consumer: int, consumers: int) -> Iterator[tuple[int, Assignment]]:
-        for epoch in itertools.count(self.start_epoch):
-            for assignment in deal_shards(self.shards, epoch, consumer, consumers, self.config.seed):
-                yield epoch, assignment
+    def epochs(self, consumer: int, consumers: int) -> Iterator[tuple[int, int, list[Assignment]]]:
+        """(epoch, samples of it already consumed, what to read) for this consumer, endlessly."""
+        epoch, skip = self.start_epoch, 0
+        if self.position is not None:
+            epoch, skip = self.position.consumers.get(consumer, (self.start_epoch, 0))
+        for number in itertools.count(epoch):
+            yield number, skip if number == epoch else 0, deal_shards(self.shards, number, consumer, consumers,
+                                                                         self.config.seed)
 
-    def read(self, assignments: Iterator[tuple[int, Assignment]], consumer: int) -> Iterator[dict]:
-        for epoch, assignment in assignments:
+    def read(self, consumer: int, consumers: int) -> Iterator[dict]:
+        """Raw samples in training order. Each epoch is shuffled on its own (seeded by consumer and epoch), so a
+        position (epoch, samples consumed) is enough to continue exactly, skipping without decoding."""
+        buffer = self.config.shuffle_buffer
+        for epoch, skip, assignments in self.epochs(consumer, consumers):
+            samples = self.read_epoch(epoch, assignments, consumer)
+            shuffled = wds.shuffle(buffer, min(100, buffer), seed=f"{self.config.seed}/{consumer}/{epoch}")(samples)
+            yield from itertools.islice(shuffled, skip, None)
+
+    @staticmethod
+    def read_epoch(epoch: int, assignments: list[Assignment], consumer: int) -> Iterator[dict]:
+        for assignment in assignments:
             for index, sample in enumerate(wds.tarfile_samples([{"url": assignment.url}])):
                 if index % assignment.stride == assignment.offset:
                     sample["__epoch__"], sample["__consumer__"] = epoch, consumer
@@ -204,19 +257,21 @@ class TrainSamples(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         consumer, consumers = self.consumer()
-        samples = self.read(self.assignments(consumer, consumers), consumer)
-        samples = wds.shuffle(self.config.shuffle_buffer, min(100, self.config.shuffle_buffer),
-                              seed=f"{self.config.seed}/{consumer}")(samples)
         batches = wds.batched(self.config.batch_size, collation_fn=self.collate, partial=False)(
-            map(self.make_sample, samples))
+            map(self.make_sample, self.read(consumer, consumers)))
         if not self.augment_here:
             yield from batches
             return
-        generator = torch.Generator().manual_seed(hash_seed(self.config.seed, self.start_epoch, consumer))
         augment = LamaAugmentation(self.config.augment_config)
         for batch in batches:
-            batch["image"] = augment(batch["image"], generator)
+            batch["image"] = augment(batch["image"], batch_generator(self.config.seed, batch))
             yield batch
+
+
+def batch_generator(seed: int, batch: dict) -> torch.Generator:
+    """The augmentation's random stream for one batch, from its first sample's (epoch, key): it depends neither on
+    where the batch was made (worker or device) nor on how far the run has gone, so a resumed run draws the same."""
+    return torch.Generator().manual_seed(hash_seed(seed, "augment", batch["epoch"][0], batch["key"][0]))
 
 
 def hash_seed(*parts: object) -> int:
@@ -231,7 +286,8 @@ class TrainLoader:
     """
 
     def __init__(self, shards: str | Path | Sequence[str | Path], config: LoaderConfig, device: str | torch.device =
-                 "cpu", rank: int | None = None, world_size: int | None = None, start_epoch: int = 0) -> None:
+                 "cpu", rank: int | None = None, world_size: int | None = None, start_epoch: int = 0,
+                 position: LoaderPosition | dict | None = None) -> None:
         config.validate()
         self.config = config
         self.device = torch.device(device)
@@ -241,18 +297,27 @@ class TrainLoader:
             rank, world_size = distributed_position()
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank}: expected 0 <= rank < world_size ({world_size})")
+        consumers = world_size * max(1, config.num_workers)
+        if isinstance(position, dict):
+            position = LoaderPosition.from_dict(position)
+        if position is not None and position.consumers_total != consumers:
+            # Another split of the shards: the saved per-consumer positions mean nothing here. Start the epoch
+            # after the last one begun, so no sample of the interrupted epoch is read twice before its turn.
+            start_epoch = max((epoch for epoch, _ in position.consumers.values()), default=start_epoch) + 1
+            log.warning("the loader position was saved for %d consumers, this run has %d (ranks x workers): "
+                        "continuing at the start of epoch %d", position.consumers_total, consumers, start_epoch)
+            position = None
+        self.position = position or LoaderPosition(consumers)
         on_device = config.augment_on == "device" or (config.augment_on == "auto" and self.device.type == "cuda")
-        self.augment = (LamaAugmentation(config.augment_config)
-                        if on_device else None)
+        self.augment = LamaAugmentation(config.augment_config) if on_device else None
         self.dataset = TrainSamples(find_shards(shards), config, rank, world_size, augment_here=not on_device,
-                                    start_epoch=start_epoch)
+                                    start_epoch=start_epoch, position=position)
         self._batches: Iterator[dict] | None = None
-        # The augmentation's own random stream: the training process's global RNG is left alone.
-        self.generator = torch.Generator().manual_seed(hash_seed(config.seed, start_epoch, "device", rank))
         workers = config.num_workers
         self.loader = wds.WebLoader(
             self.dataset, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None,
+            # The DataLoader draws its base seed from this generator, not from the process's global RNG.
             generator=torch.Generator().manual_seed(hash_seed(config.seed, rank)),
         )
 
@@ -262,11 +327,16 @@ class TrainLoader:
             self._batches = self._stream()
         return self._batches
 
+    def state_dict(self) -> dict:
+        """The position after the last batch handed out (JSON-friendly)."""
+        return self.position.to_dict()
+
     def _stream(self) -> Iterator[dict]:
         for batch in self.loader:
             image = batch["image"].to(self.device, non_blocking=True)
             if self.augment is not None:
-                image = self.augment(image, self.generator)
+                image = self.augment(image, batch_generator(self.config.seed, batch))
             batch["image"] = image.float() / 255 if image.dtype == torch.uint8 else image
             batch["mask"] = batch["mask"].to(self.device, non_blocking=True).float()
+            self.position.advance(batch)
             yield batch

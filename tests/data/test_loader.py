@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,32 @@ def test_the_augmentation_changes_pixels_where_it_runs(tmp_path: Path, augment_o
     assert plain["key"] == augmented["key"] and torch.equal(plain["mask"], augmented["mask"])
     assert augmented["image"].shape == plain["image"].shape == (2, 3, 32, 32)
     assert (augmented["image"] - plain["image"]).abs().mean() > 0.01
+
+
+@pytest.mark.parametrize(("workers", "taken"), [(0, 3), (2, 3), (2, 4)])
+def test_a_loader_resumed_from_its_position_continues_the_stream_exactly(
+    tmp_path: Path, workers: int, taken: int
+) -> None:
+    data = _dataset(tmp_path, 8, 4)
+    config = LoaderConfig(num_workers=workers, **{**SMALL, "augment": "distortions"})
+    whole = list(islice(TrainLoader(data, config, rank=0, world_size=1), 9))
+    first = TrainLoader(data, config, rank=0, world_size=1)
+    _ = list(islice(first, taken))
+    position = json.loads(json.dumps(first.state_dict()))  # it is saved as JSON
+    resumed = TrainLoader(data, config, rank=0, world_size=1, position=position)
+    rest = list(islice(resumed, 9 - taken))  # zip() would take one batch more
+    assert max(epoch for batch in rest for epoch in batch["epoch"]) >= 1  # the continuation crosses an epoch
+    for expected, got in zip(whole[taken:], rest, strict=True):
+        assert expected["key"] == got["key"] and expected["epoch"] == got["epoch"]
+        assert torch.equal(expected["image"], got["image"]) and torch.equal(expected["mask"], got["mask"])
+
+
+def test_a_position_from_another_split_starts_the_next_epoch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = _dataset(tmp_path, 8, 4)
+    first = TrainLoader(data, LoaderConfig(num_workers=0, **SMALL), rank=0, world_size=1)
+    _ = list(islice(first, 3))
+    assert first.state_dict()["consumers"] == {"0": [0, 6]}
+    resumed = TrainLoader(data, LoaderConfig(num_workers=2, **SMALL), rank=0, world_size=1,
+                          position=first.state_dict())
+    assert "saved for 1 consumers, this run has 2" in caplog.text
+    assert set(next(iter(resumed))["epoch"]) == {1}
