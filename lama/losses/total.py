@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +46,7 @@ class LossConfig:
     hrf_weights: str = "pretrained"
     hrf_seed: int = 0
     # "train": batch statistics in the encoder's BatchNorms, as the official trainer ends up doing.
-    hrf_bn_mode: Literal["train", "eval"] = "train"
+    hrf_bn_mode: str = "train"
 
     def __post_init__(self) -> None:
         for name in ("kappa", "alpha", "beta", "gamma", "l1_known", "l1_missing"):

@@ -1,0 +1,32 @@
+"""``python -m lama.train [CONFIG.yaml] [key=value ...]``: the entry point ``accelerate launch -m lama.train`` runs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 a loss went non-finite, 2 bad config or input, 128 + signal when interrupted (saved)."""
+    from lama.train import ConfigError, NonFiniteLossError, load_config, train
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    path = arguments.pop(0) if arguments and "=" not in arguments[0] else None
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lama").setLevel(logging.INFO)
+    try:
+        config = load_config(path, arguments)
+        result = train(config)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"lama train: {error}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as error:
+        print(f"lama train: {error}", file=sys.stderr)
+        return 1
+    print(f"lama train: {result.status} at step {result.step} -> {result.out_dir}", file=sys.stderr)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

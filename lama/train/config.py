@@ -1,0 +1,193 @@
+"""The training config: typed sections, loaded from YAML plus ``key=value`` overrides, checked before any work.
+
+A wrong key, type or value fails here with one line that names the key and what is allowed, so a run never dies
+at its first validation step (or hours in) over a typo. The sections mirror the official training config:
+``generator`` and ``discriminator`` are official config sections (or a preset name), ``loss`` uses the paper's
+names (see ``lama.losses.total``), ``optim`` the official optimizer settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lama.data.loader import LoaderConfig
+from lama.losses.total import LossConfig
+from lama.models.generators import generator_config
+
+RESUME_MODES = ("auto", "never")
+PRECISIONS = ("auto", "no", "bf16")
+EVAL_WEIGHTS = ("pretrained", "stand-in")
+# Higher is better for these; the rest (fid, lpips) are minimised.
+MAXIMISED = ("ssim", "psnr", "ssim_fid100_f1", "lpips_fid100_f1")
+BEST_METRICS = (*MAXIMISED, "fid", "lpips")
+
+
+class ConfigError(ValueError):
+    """A config key, type or value is wrong; the message names the key."""
+
+
+@dataclass
+class DiscriminatorConfig:
+    """The official ``pix2pixhd_nlayer`` discriminator section."""
+
+    kind: str = "pix2pixhd_nlayer"
+    input_nc: int = 3
+    ndf: int = 64
+    n_layers: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind != "pix2pixhd_nlayer":
+            raise ConfigError(f"discriminator.kind={self.kind!r}: only pix2pixhd_nlayer is supported")
+        for key in ("input_nc", "ndf", "n_layers"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"discriminator.{key}={getattr(self, key)}: expected a positive integer")
+
+
+@dataclass
+class OptimConfig:
+    """Adam for both networks, no schedule, gradient-norm clipping at 1 (official ``gradient_clip_val``)."""
+
+    generator_lr: float = 1e-3
+    discriminator_lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        for key in ("generator_lr", "discriminator_lr", "eps"):
+            value = getattr(self, key)
+            if not 0 < value < math.inf:
+                raise ConfigError(f"optim.{key}={value}: expected a positive finite number")
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"optim.betas={list(self.betas)}: expected two numbers in [0, 1)")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ConfigError(f"optim.grad_clip={self.grad_clip}: expected a positive number or null (no clipping)")
+
+
+@dataclass
+class DataConfig:
+    """``train``: a prepared dataset folder (``lama prepare``), a folder of shards or one shard.
+    ``val``: an eval mask set in the official layout (``lama masks``), or null for no validation."""
+
+    train: str = "data/prepared"
+    val: str | None = None
+    val_batch_size: int = 2
+    val_limit: int | None = None  # use only the first N val pairs (sorted), e.g. for a quick check
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+
+    def __post_init__(self) -> None:
+        if self.val_batch_size < 1:
+            raise ConfigError(f"data.val_batch_size={self.val_batch_size}: expected a positive integer")
+        if self.val_limit is not None and self.val_limit < 2:
+            raise ConfigError(f"data.val_limit={self.val_limit}: expected null or >= 2 (FID needs two images)")
+        try:
+            self.loader.validate()
+        except ValueError as error:
+            raise ConfigError(f"data.loader.{error}") from None
+
+
+@dataclass
+class TrainConfig:
+    """Length, cadence, state and precision of the run. Every ``*_every`` counts optimiser steps."""
+
+    steps: int = 1000
+    out_dir: str = "runs/train"
+    seed: int = 0
+    resume: str = "auto"  # auto: continue from out_dir's last state if there is one; never; or a state dir
+    save_every: int = 500
+    keep_states: int = 2
+    val_every: int = 500
+    log_every: int = 50
+    sample_every: int = 500
+    sample_count: int = 4
+    mixed_precision: str = "auto"  # auto: bf16 on a GPU that supports it, fp32 elsewhere; no; bf16
+    best_metric: str = "ssim_fid100_f1"  # the official checkpoint monitor
+    eval_weights: str = "pretrained"  # LPIPS/FID networks; stand-in: seeded random networks, labelled as such
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "save_every", "keep_states", "val_every", "log_every", "sample_every"):
+            value = getattr(self, key)
+            if value < 1:
+                raise ConfigError(f"train.{key}={value}: expected a positive integer")
+        if self.sample_count < 0:
+            raise ConfigError(f"train.sample_count={self.sample_count}: expected an integer >= 0")
+        if self.resume not in RESUME_MODES and not Path(self.resume).is_dir():
+            raise ConfigError(f"train.resume={self.resume!r}: expected auto, never or an existing state dir")
+        choices = {"mixed_precision": PRECISIONS, "best_metric": BEST_METRICS, "eval_weights": EVAL_WEIGHTS}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"train.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow: ``uri`` null means ``$MLFLOW_TRACKING_URI`` or the SQLite default (``lama.tracking``)."""
+
+    enabled: bool = True
+    experiment: str = "lama"
+    run_name: str | None = None
+    uri: str | None = None
+    stage: str = "train"
+    system_metrics: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs."""
+
+    generator: Any = "lama-fourier"  # a preset name or an official generator section
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        section = OmegaConf.to_container(self.generator) if isinstance(self.generator, DictConfig) else self.generator
+        try:
+            self.generator = generator_config(section)
+        except ValueError as error:
+            raise ConfigError(f"generator: {error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers, as written to config.yaml and logged as params."""
+        return OmegaConf.to_container(OmegaConf.structured(self), resolve=True)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: Mapping[str, Any] | None = None) -> RunConfig:
+    """Defaults, then ``base``, then the YAML file at ``path``, then ``key=value`` overrides; validated."""
+    layers: list[Any] = [OmegaConf.structured(RunConfig)]
+    if base is not None:
+        layers.append(OmegaConf.create(dict(base)))
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            layers.append(OmegaConf.load(path))
+        except Exception as error:  # yaml's scanner/parser errors have no common base worth naming
+            raise ConfigError(f"{path}: not a valid YAML config ({str(error).splitlines()[0]})") from None
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"{override!r}: expected key=value")
+    try:
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(*layers)
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        raise ConfigError(f"{key + ': ' if key else ''}{str(error).splitlines()[0]}") from None
+    except ValueError as error:  # a section's own check (LossConfig and the like)
+        raise ConfigError(str(error).splitlines()[0]) from None
+    assert isinstance(config, RunConfig)
+    return config

@@ -1,0 +1,373 @@
+"""The training run: from a validated config to a model dir in the official layout, resumable at any point.
+
+``out_dir`` holds ``config.yaml`` + ``models/{best,last}.ckpt`` (the official model dir, loadable by
+``lama predict`` and official tools), ``state/`` (see ``lama.train.state``), ``train_config.yaml`` (the full run
+config), ``train_log.jsonl`` (losses and validation scores per logged step), ``metrics.json`` (the final and best
+scores) and ``samples/`` (the sample grids as PNG).
+
+One process per device (``accelerate launch``) or a plain ``python``/``lama train`` for one. Every rank runs the
+same loop; all of them agree, once per step, on whether a loss went non-finite or a stop signal arrived, so they
+stop together and never hang in a collective that another rank left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import gather_object, set_seed
+from tqdm import tqdm
+
+from lama.data.loader import TrainLoader
+from lama.eval.metrics import ValidationMetrics, affected_by_stand_ins
+from lama.files import atomic_write, write_image
+from lama.losses.total import LamaLoss
+from lama.models.discriminator import NLayerDiscriminator
+from lama.models.generators import build_generator
+from lama.models.model_dir import InpaintingModel, save_model_dir
+from lama.tracking import Tracker, run_tags
+from lama.train.config import MAXIMISED, ConfigError, RunConfig
+from lama.train.state import StateStore, TrainProgress
+from lama.train.step import GanStep
+from lama.train.validation import ValidationSet, sample_grid, validate
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the message names the losses and the step."""
+
+
+@dataclass
+class TrainResult:
+    status: str  # finished | interrupted
+    step: int
+    out_dir: Path
+    best_value: float | None
+    best_step: int | None
+    exit_code: int = 0
+
+
+def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
+    """bf16 or None (float32). ``auto`` follows ``accelerate launch --mixed_precision`` when given, else bf16 on a
+    GPU that has it. fp16 is refused: its FFTs need power-of-two sizes and its loss scaler would update twice per
+    GAN step."""
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "")
+    if setting == "auto" and launcher in ("no", "bf16"):
+        setting = launcher
+    if setting == "auto" or launcher == "fp16":
+        if launcher == "fp16":
+            raise ConfigError("mixed precision fp16 is not supported (FFT sizes, GradScaler); use bf16 or no")
+        setting = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+    return torch.bfloat16 if setting == "bf16" else None
+
+
+def make_accelerator() -> Accelerator:
+    """One process per device. Without ``cpu=True`` a multi-process CPU launch runs unsynchronised copies, so CPU
+    is explicit; ``broadcast_buffers=False`` lets the BatchNorm discriminator take two forwards before a backward
+    (the generator's running statistics are averaged over ranks instead, see ``average_batchnorm_statistics``).
+    Mixed precision is applied by ``GanStep``, not by Accelerate, so the D step and R1 stay float32."""
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no",
+                       kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+
+
+def average_batchnorm_statistics(accelerator: Accelerator, module: torch.nn.Module) -> None:
+    """Make the BatchNorm running statistics the mean over ranks (they are used in eval mode only)."""
+    if accelerator.num_processes == 1:
+        return
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) and layer.running_mean is not None:
+            for buffer in (layer.running_mean, layer.running_var):
+                buffer.copy_(accelerator.reduce(buffer.clone(), "mean"))
+
+
+def check_replicas(accelerator: Accelerator, module: torch.nn.Module, what: str) -> None:
+    """Fail loudly when data-parallel copies drifted apart (an unsynchronised launch would train N models)."""
+    if accelerator.num_processes == 1:
+        return
+    with torch.no_grad():
+        vector = torch.cat([p.detach().double().flatten() for p in module.parameters()])
+        digest = torch.stack([vector.sum(), (vector * vector).sum(), vector[::97].sum()])
+    digests = accelerator.gather(digest[None].to(accelerator.device)).cpu()
+    if not torch.equal(digests, digests[:1].expand_as(digests)):
+        raise RuntimeError(f"the {what} parameters differ between processes: the launch does not synchronise "
+                           "gradients (on CPU it needs Accelerator(cpu=True) or ACCELERATE_USE_CPU=true)")
+
+
+@contextmanager
+def stop_requests() -> Iterator[dict[str, int]]:
+    """SIGINT/SIGTERM set a flag instead of killing the process, so the loop can save before it exits."""
+    received: dict[str, int] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        received["signal"] = signum
+        log.warning("received %s: saving the state after this step", signal.Signals(signum).name)
+
+    previous = {}
+    for sig in STOP_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: no handlers, the default behaviour stays
+            break
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class TrainingRun:
+    """The state of one training process; ``run()`` trains until ``train.steps`` or a stop signal."""
+
+    def __init__(self, config: RunConfig, accelerator: Accelerator | None = None) -> None:
+        self.config = config
+        self.accelerator = accelerator or make_accelerator()
+        self.device = self.accelerator.device
+        self.out_dir = Path(config.train.out_dir)
+        self.store = StateStore(self.out_dir / "state", keep=config.train.keep_states)
+        self.progress = TrainProgress()
+        self.autocast_dtype = resolve_precision(config.train.mixed_precision, self.device)
+        self._build()
+
+    # -- setup: everything that can fail on a bad config or missing file happens here, before the first step --
+
+    def _build(self) -> None:
+        config, accelerator = self.config, self.accelerator
+        set_seed(config.train.seed)
+        generator = InpaintingModel(build_generator(config.generator), config.generator)
+        discriminator = NLayerDiscriminator(config.discriminator.input_nc, config.discriminator.ndf,
+                                            config.discriminator.n_layers)
+        self.loss = LamaLoss(config.loss).to(self.device)
+        optim = config.optim
+        generator_optimizer = torch.optim.Adam(generator.parameters(), lr=optim.generator_lr,
+                                               betas=tuple(optim.betas), eps=optim.eps)
+        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=optim.discriminator_lr,
+                                                   betas=tuple(optim.betas), eps=optim.eps)
+        (self.generator, self.discriminator, self.generator_optimizer,
+         self.discriminator_optimizer) = accelerator.prepare(generator, discriminator, generator_optimizer,
+                                                             discriminator_optimizer)
+        accelerator.register_for_checkpointing(self.progress)
+        self.step_fn = GanStep(accelerator, self.generator, self.discriminator, self.loss, self.generator_optimizer,
+                               self.discriminator_optimizer, optim.grad_clip, self.autocast_dtype)
+        self.val_set = None
+        self.metrics = None
+        if config.data.val is not None:
+            self.val_set = ValidationSet(config.data.val, accelerator.process_index, accelerator.num_processes,
+                                         config.data.val_limit)
+            self.metrics = ValidationMetrics(self.device, weights=config.train.eval_weights, seed=config.train.seed)
+        self._resume()
+        positions = self.progress.loader_positions
+        position = positions[min(accelerator.process_index, len(positions) - 1)] if positions else None
+        self.loader = TrainLoader(config.data.train, config.data.loader, device=self.device,
+                                  rank=accelerator.process_index, world_size=accelerator.num_processes,
+                                  position=position)
+        self.labels = {**self.loss.labels, **(self.metrics.labels if self.metrics is not None else {})}
+
+    def _resume(self) -> None:
+        setting = self.config.train.resume
+        latest = self.store.latest()
+        if setting == "never":
+            if latest is not None:
+                raise ConfigError(f"train.resume=never: {self.out_dir} already holds a state ({latest.name}); "
+                                  "use train.resume=auto to continue it or another train.out_dir")
+            return
+        source = latest if setting == "auto" else Path(setting)
+        if source is None:
+            return
+        self.accelerator.load_state(str(source))
+        log.info("resumed from %s at step %d", source, self.progress.step)
+
+    # -- the loop --
+
+    def run(self) -> TrainResult:
+        config, accelerator = self.config, self.accelerator
+        main = accelerator.is_main_process
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.out_dir / "train_config.yaml",
+                         lambda f: f.write(yaml.safe_dump(config.to_dict(), sort_keys=False).encode()))
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            self.store.prune()
+            self._trim_log(self.progress.step)
+        self.tracker = self._start_tracking() if main else None
+        total, step = config.train.steps, self.progress.step
+        bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True,
+                   disable=not (main and config.train.progress))
+        sums: dict[str, torch.Tensor] = {}
+        count, started, status, exit_code = 0, time.perf_counter(), "finished", 0
+        batches = iter(self.loader)
+        try:
+            with stop_requests() as received:
+                while step < total:
+                    batch = next(batches)
+                    terms, predicted = self.step_fn(batch["image"], batch["mask"])
+                    step = self.progress.step = step + 1
+                    stop = self._agree(terms, step, bool(received))
+                    for name, value in terms.items():
+                        sums[name] = sums.get(name, 0) + value
+                    count += 1
+                    bar.update(1)
+                    if step % config.train.log_every == 0 or step == total or stop:
+                        images = count * config.data.loader.batch_size * accelerator.num_processes
+                        speed = {"train/steps_per_s": count / (time.perf_counter() - started),
+                                 "train/images_per_s": images / (time.perf_counter() - started)}
+                        logged = self._log({**{f"train/{k}": v / count for k, v in sums.items()}, **speed}, step)
+                        bar.set_postfix({"G": f"{logged['train/gen/total']:.3g}",
+                                         "D": f"{logged['train/discr/total']:.3g}"}, refresh=False)
+                        sums, count, started = {}, 0, time.perf_counter()
+                    if main and config.train.sample_count and (step % config.train.sample_every == 0 or step == 1):
+                        self._sample(batch, predicted, step)
+                    if self.val_set is not None and (step % config.train.val_every == 0 or step == total):
+                        self._validate(step)
+                    if step % config.train.save_every == 0 or step == total or stop:
+                        self._save(step)
+                    if stop:
+                        status = "interrupted"
+                        exit_code = 128 + received.get("signal", signal.SIGTERM)
+                        break
+        except BaseException as error:
+            self._end_tracking("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            raise
+        finally:
+            bar.close()
+        if status == "finished" and main:
+            self._write_metrics(step)
+        self._end_tracking("FINISHED" if status == "finished" else "KILLED")
+        return TrainResult(status, step, self.out_dir, self.progress.best_value, self.progress.best_step, exit_code)
+
+    def _agree(self, terms: dict[str, torch.Tensor], step: int, stop: bool) -> bool:
+        """One collective per step: which losses are non-finite on any rank, and whether any rank must stop."""
+        names = list(terms)
+        flags = torch.stack([~torch.isfinite(terms[name]) for name in names] + [torch.tensor(stop, device=
+                            self.device)]).float()
+        flags = self.accelerator.reduce(flags, "sum").tolist()
+        bad = [name for name, flag in zip(names, flags[:-1], strict=True) if flag]
+        if bad:
+            latest = self.store.latest()
+            raise NonFiniteLossError(
+                f"non-finite loss {', '.join(bad)} at step {step}; stopped without saving, the last good state is "
+                f"{latest if latest is not None else 'none (no state was saved yet)'}")
+        return flags[-1] > 0
+
+    # -- what happens every N steps --
+
+    def _log(self, values: dict[str, torch.Tensor | float], step: int) -> dict[str, float]:
+        """Means over ranks (a collective: every rank calls it), written by rank 0 to the log and MLflow."""
+        reduced = {}
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                value = self.accelerator.reduce(value.detach().clone(), "mean").item()
+            reduced[name] = float(value)
+        if self.accelerator.is_main_process:
+            self._append_log({"step": step, **reduced})
+            if self.tracker is not None:
+                self.tracker.log_metrics(reduced, step)
+        return reduced
+
+    def _append_log(self, record: dict[str, Any]) -> None:
+        with open(self.out_dir / "train_log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _trim_log(self, step: int) -> None:
+        """Drop log lines after the resumed step: the curve continues from the state, without a replayed stretch."""
+        path = self.out_dir / "train_log.jsonl"
+        if not path.is_file():
+            return
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        atomic_write(path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
+
+    def _sample(self, batch: dict, predicted: torch.Tensor, step: int) -> None:
+        grid = sample_grid(batch["image"], batch["mask"], predicted, self.config.train.sample_count)
+        path = self.out_dir / "samples" / f"step-{step:09d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, grid)
+        if self.tracker is not None:
+            self.tracker.log_image(grid, key="samples/train", step=step)
+
+    def _validate(self, step: int) -> None:
+        model = self.accelerator.unwrap_model(self.generator)
+        average_batchnorm_statistics(self.accelerator, model)
+        scores = validate(model, self.val_set, self.metrics, self.config.data.val_batch_size, self.device)
+        metric = self.config.train.best_metric
+        value = scores[metric]
+        best = self.progress.best_value
+        better = best is None or (value > best if metric in MAXIMISED else value < best)
+        affected = affected_by_stand_ins(self.metrics.stand_in_networks)
+        named = {(f"val/{name}_stand-in" if name in affected else f"val/{name}"): v for name, v in scores.items()}
+        self._log(named, step)
+        if better and math.isfinite(value):
+            self.progress.best_value, self.progress.best_step = value, step
+            if self.accelerator.is_main_process:
+                self._write_model("best.ckpt", step)
+                log.info("step %d: new best %s = %.4f", step, metric, value)
+
+    def _save(self, step: int) -> None:
+        accelerator = self.accelerator
+        average_batchnorm_statistics(accelerator, accelerator.unwrap_model(self.generator))
+        check_replicas(accelerator, self.generator, "generator")
+        check_replicas(accelerator, self.discriminator, "discriminator")
+        self.progress.loader_positions = gather_object([self.loader.state_dict()])
+        self.store.save(accelerator, step)
+        if accelerator.is_main_process:
+            self._write_model("last.ckpt", step)
+            if self.val_set is None:  # no scores to choose by: the newest model is the one to use
+                self._write_model("best.ckpt", step)
+
+    def _write_model(self, checkpoint: str, step: int) -> None:
+        extra = {"lama": {"run": self.config.to_dict(), "labels": self.labels, "best_metric":
+                          self.config.train.best_metric, "best_value": self.progress.best_value}}
+        save_model_dir(self.accelerator.unwrap_model(self.generator), self.out_dir, checkpoint=checkpoint,
+                       discriminator=self.accelerator.unwrap_model(self.discriminator),
+                       discriminator_config={"kind": "pix2pixhd_nlayer", "input_nc": self.config.discriminator.input_nc,
+                                             "ndf": self.config.discriminator.ndf,
+                                             "n_layers": self.config.discriminator.n_layers},
+                       global_step=step, extra_config=extra)
+
+    def _write_metrics(self, step: int) -> None:
+        records = [json.loads(line) for line in (self.out_dir / "train_log.jsonl").read_text().splitlines()
+                   if line.strip()]
+        last_val = next((r for r in reversed(records) if any(k.startswith("val/") for k in r)), None)
+        summary = {"step": step, "best_metric": self.config.train.best_metric,
+                   "best_value": self.progress.best_value, "best_step": self.progress.best_step,
+                   "labels": self.labels,
+                   "val": {k[4:]: v for k, v in (last_val or {}).items() if k.startswith("val/")}}
+        atomic_write(self.out_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+
+    # -- MLflow (rank 0 only) --
+
+    def _start_tracking(self) -> Tracker | None:
+        tracking = self.config.tracking
+        if not tracking.enabled:
+            return None
+        tracker = Tracker(tracking_uri=tracking.uri, record_root=self.out_dir / "mlflow-offline")
+        tags = {**run_tags(tracking.stage), **{f"label.{k}": v for k, v in self.labels.items()}}
+        run_id = tracker.start(tracking.experiment, tracking.run_name or self.out_dir.name,
+                               self.config.to_dict(), tags,
+                               resume_run_id=self.progress.tracking_run_id, system_metrics=tracking.system_metrics)
+        self.progress.tracking_run_id = run_id
+        tracker.log_model_dir_reference(self.out_dir)
+        return tracker
+
+    def _end_tracking(self, status: str) -> None:
+        if getattr(self, "tracker", None) is not None:
+            self.tracker.end(status)
+            self.tracker = None
+
+
+def train(config: RunConfig, accelerator: Accelerator | None = None) -> TrainResult:
+    """Train per ``config``; returns when ``train.steps`` are done or a stop signal was handled."""
+    return TrainingRun(config, accelerator).run()
