@@ -144,6 +144,25 @@ def run_weights(args: argparse.Namespace) -> int:
     return status
 
 
+def run_train(args: argparse.Namespace) -> int:
+    from lama.train.__main__ import main as train_main
+
+    return train_main(args.arguments)
+
+
+def run_sync_tracking(args: argparse.Namespace) -> int:
+    from lama.tracking import sync_offline_records
+
+    try:
+        synced = sync_offline_records(args.record_root, args.uri)
+    except RuntimeError as error:
+        print(f"lama sync-tracking: {error}", file=sys.stderr)
+        return 1
+    for folder, run_id in synced.items():
+        print(f"lama sync-tracking: {folder} -> run {run_id}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lama", description="LaMa large-mask inpainting")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -206,6 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--n-jobs", type=int, default=1, help="worker processes (default 1)")
     prepare.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(run=run_prepare)
+
+    train = commands.add_parser(
+        "train", help="train a model (one process; use accelerate launch -m lama.train for several)",
+        description="Trains per CONFIG (YAML) and key=value overrides, e.g. train.steps=2000 loss.kappa=3. Writes "
+        "an official model dir (config.yaml, models/best.ckpt, models/last.ckpt) and a resumable state under "
+        "train.out_dir; train.resume=auto (the default) continues from the last state. Exit status: 0 done, 1 a "
+        "loss went non-finite, 2 bad config or input, 128+N after signal N (the state was saved first).")
+    train.add_argument("arguments", nargs="*", metavar="ARG", help="[CONFIG.yaml] key=value ...")
+    train.set_defaults(run=run_train)
+
+    sync = commands.add_parser(
+        "sync-tracking", help="replay offline MLflow records (kept while the tracking server was unreachable)")
+    sync.add_argument("record_root", type=Path, help="folder of records, e.g. runs/train/mlflow-offline")
+    sync.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else the record's own)")
+    sync.set_defaults(run=run_sync_tracking)
 
     weights = commands.add_parser("weights", help="list or fetch the pretrained files (cached under $LAMA_HOME)")
     weights.add_argument("action", choices=("list", "fetch"))
