@@ -81,6 +81,33 @@ REGISTRY: dict[str, WeightFile] = {
             description="ADE20k ResNet50-dilated (PPM deep-sup) scene-parsing encoder, epoch 20: the network behind "
             "LaMa's high-receptive-field perceptual loss (ResNetPL)",
         ),
+        WeightFile(
+            name="torchvision-vgg16",
+            filename="torchvision/vgg16-397923af.pth",
+            urls=("https://download.pytorch.org/models/vgg16-397923af.pth",),
+            # torchvision names its files by the first 8 hex digits of the SHA-256 (397923af); the full digest and the
+            # exact size were not available to check, so neither is pinned.
+            sha256=None,
+            size=None,
+            licence="BSD-3-Clause (pytorch/vision); trained on ImageNet",
+            description="torchvision VGG16 ImageNet classifier: the backbone of LPIPS (net-lin, vgg) in LaMa's "
+            "evaluation; only its `features.*` tensors are used",
+        ),
+        WeightFile(
+            name="pytorch-fid-inception",
+            filename="pytorch-fid/pt_inception-2015-12-05-6726825d.pth",
+            urls=(
+                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                "pt_inception-2015-12-05-6726825d.pth",
+            ),
+            # The name carries the first 8 hex digits of the SHA-256 (6726825d), as torch.hub checks it; the full
+            # digest and the exact size were not available to check, so neither is pinned.
+            sha256=None,
+            size=None,
+            licence="Apache-2.0 (mseitzer/pytorch-fid; weights ported from TensorFlow's inception-2015-12-05)",
+            description="FID Inception v3 (TensorFlow inception-2015-12-05 weights ported by pytorch-fid): the "
+            "2048-d pool3 features behind FID in LaMa's evaluation",
+        ),
     )
 }
 

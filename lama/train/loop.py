@@ -168,7 +168,8 @@ class TrainingRun:
         if config.data.val is not None:
             self.val_set = ValidationSet(config.data.val, accelerator.process_index, accelerator.num_processes,
                                          config.data.val_limit)
-            self.metrics = ValidationMetrics(self.device, weights=config.train.eval_weights, seed=config.train.seed)
+            self.metrics = ValidationMetrics(self.device, weights=config.train.eval_weights, seed=config.train.seed,
+                                             fid_method=config.train.fid_method)
         self._resume()
         positions = self.progress.loader_positions
         position = positions[min(accelerator.process_index, len(positions) - 1)] if positions else None
