@@ -22,10 +22,10 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
-from torch import nn
 from torchvision.models.inception import BasicConv2d, Inception3, InceptionAux, InceptionB, InceptionD
 
 from lama import weights
+from lama.stand_in import seeded_random_init
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +91,7 @@ class FIDInceptionV3(Inception3):
     def stand_in(cls, seed: int) -> FIDInceptionV3:
         """Seeded random weights (Kaiming-normal convs, identity BatchNorms); its FIDs are not FIDs, as labelled."""
         net = cls._empty()
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for module in net.modules():
-                if isinstance(module, nn.Conv2d):
-                    fan_in = module.weight[0].numel()
-                    module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
-                elif isinstance(module, nn.BatchNorm2d):
-                    module.reset_parameters()
-                elif isinstance(module, nn.Linear):
-                    fan_in = module.weight.shape[1]
-                    module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * fan_in**-0.5)
-                    module.bias.zero_()
+        seeded_random_init(net, seed)
         net.weights_label = f"stand-in: seeded random init (seed {seed}), not the pytorch-fid Inception"
         net.is_stand_in = True
         return net

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lama import weights
+from lama.stand_in import seeded_random_init
 
 WEIGHTS_NAME = "torchvision-vgg16"
 HEADS_VERSION = "0.1"
@@ -85,16 +86,6 @@ def _load_backbone(model: lpips_package.LPIPS, state_dict: Mapping[str, torch.Te
     model.net.load_state_dict({target: state_dict[key] for key, target in mapping.items()}, strict=True)
 
 
-def _stand_in_backbone(model: lpips_package.LPIPS, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.net.modules():
-            if isinstance(module, nn.Conv2d):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
-                module.bias.zero_()
-
-
 class LPIPSVGG(nn.Module):
     """LPIPS(net-lin, vgg, v0.1) per image: inputs in [0, 1] (mapped to [−1, 1] here), output shape (N,).
 
@@ -131,7 +122,7 @@ class LPIPSVGG(nn.Module):
         Numbers computed with it are not LPIPS values; ``weights_label`` says so.
         """
         model = _empty_model()
-        _stand_in_backbone(model, seed)
+        seeded_random_init(model.net, seed)
         label = f"stand-in: seeded random init (seed {seed}), not the ImageNet VGG16 of LPIPS"
         return cls(model, weights_label=label, is_stand_in=True)
 

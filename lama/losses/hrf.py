@@ -27,6 +27,7 @@ import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 from torch import nn
 
 from lama import weights
+from lama.stand_in import seeded_random_init
 
 BNMode = Literal["train", "eval"]
 WEIGHTS_NAME = "ade20k-resnet50dilated-encoder"
@@ -156,17 +157,6 @@ def load_encoder_file(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(state_dict)
 
 
-def _stand_in_init(encoder: ResNet50DilatedEncoder, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in encoder.modules():
-            if isinstance(module, nn.Conv2d):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
-            elif isinstance(module, nn.BatchNorm2d):
-                module.reset_parameters()
-
-
 class HRFPerceptualLoss(nn.Module):
     """ResNetPL: weight × Σ_l MSE(encoder_l(norm(pred)), encoder_l(norm(target))), gradients flowing to ``pred``.
 
@@ -231,7 +221,7 @@ class HRFPerceptualLoss(nn.Module):
         Numbers computed with it are not ResNetPL values; ``weights_label`` says so.
         """
         encoder = ResNet50DilatedEncoder()
-        _stand_in_init(encoder, seed)
+        seeded_random_init(encoder, seed)
         label = f"stand-in: seeded random init (seed {seed}), not the ADE20k encoder"
         return cls(encoder, weight, bn_mode, weights_label=label, is_stand_in=True)
 
