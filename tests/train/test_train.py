@@ -185,3 +185,21 @@ def test_resume_never_refuses_to_overwrite_a_saved_run(tmp_path: Path, embedded_
     assert again.step == 3
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+
+
+def test_training_goes_on_when_the_tracking_server_is_unreachable(
+    tmp_path: Path, embedded_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = tiny_config(embedded_data, tmp_path / "run", data={"val": None}, train={"steps": 2},
+                       tracking={"uri": f"http://127.0.0.1:{port}"})
+    result = train(load_config(base=base))
+    assert result.status == "finished" and result.step == 2
+    (record,) = (tmp_path / "run" / "mlflow-offline").iterdir()
+    logged = [json.loads(line) for line in (record / "metrics.jsonl").read_text().splitlines()]
+    assert {row["step"] for row in logged if row["key"] == "train/gen/total"} == {1, 2}
+    assert json.loads((record / "run.json").read_text())["params"]["loss.kappa"] == "10.0"
