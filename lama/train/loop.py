@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,9 +223,9 @@ class TrainingRun:
                     count += 1
                     bar.update(1)
                     if step % config.train.log_every == 0 or step == total or stop:
+                        elapsed = time.perf_counter() - started
                         images = count * config.data.loader.batch_size * accelerator.num_processes
-                        speed = {"train/steps_per_s": count / (time.perf_counter() - started),
-                                 "train/images_per_s": images / (time.perf_counter() - started)}
+                        speed = {"train/steps_per_s": count / elapsed, "train/images_per_s": images / elapsed}
                         logged = self._log({**{f"train/{k}": v / count for k, v in sums.items()}, **speed}, step)
                         bar.set_postfix({"G": f"{logged['train/gen/total']:.3g}",
                                          "D": f"{logged['train/discr/total']:.3g}"}, refresh=False)
@@ -333,19 +333,18 @@ class TrainingRun:
                           self.config.train.best_metric, "best_value": self.progress.best_value}}
         save_model_dir(self.accelerator.unwrap_model(self.generator), self.out_dir, checkpoint=checkpoint,
                        discriminator=self.accelerator.unwrap_model(self.discriminator),
-                       discriminator_config={"kind": "pix2pixhd_nlayer", "input_nc": self.config.discriminator.input_nc,
-                                             "ndf": self.config.discriminator.ndf,
-                                             "n_layers": self.config.discriminator.n_layers},
+                       discriminator_config=asdict(self.config.discriminator),
                        global_step=step, extra_config=extra)
 
     def _write_metrics(self, step: int) -> None:
+        # Read back from the log, not kept in memory: a resumed run that had nothing left to do still reports.
         records = [json.loads(line) for line in (self.out_dir / "train_log.jsonl").read_text().splitlines()
                    if line.strip()]
-        last_val = next((r for r in reversed(records) if any(k.startswith("val/") for k in r)), None)
+        last_val = next((r for r in reversed(records) if any(k.startswith("val/") for k in r)), {})
         summary = {"step": step, "best_metric": self.config.train.best_metric,
                    "best_value": self.progress.best_value, "best_step": self.progress.best_step,
                    "labels": self.labels,
-                   "val": {k[4:]: v for k, v in (last_val or {}).items() if k.startswith("val/")}}
+                   "val": {k.removeprefix("val/"): v for k, v in last_val.items() if k.startswith("val/")}}
         atomic_write(self.out_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
     # -- MLflow (rank 0 only) --

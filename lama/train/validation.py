@@ -33,7 +33,6 @@ class ValidationSet(Dataset):
         missing = [pair.image for pair in pairs if not pair.image.is_file()]
         if missing:
             raise FileNotFoundError(f"{missing[0]}: the image of a val mask is missing")
-        self.total = len(pairs)
         self.pairs: list[MaskImagePair] = pairs[rank::world_size]
 
     def __len__(self) -> int:

@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from lama.data.prepare import PrepareConfig, prepare
 from lama.masks import build_eval_mask_set
 
-TINY_GENERATOR = {
-    "kind": "ffc_resnet", "input_nc": 4, "output_nc": 3, "ngf": 8, "n_downsampling": 3, "n_blocks": 1,
-    "add_out_act": "sigmoid", "init_conv_kwargs": {"ratio_gin": 0, "ratio_gout": 0, "enable_lfu": False},
-    "downsample_conv_kwargs": {"ratio_gin": 0, "ratio_gout": 0, "enable_lfu": False},
-    "resnet_conv_kwargs": {"ratio_gin": 0.75, "ratio_gout": 0.75, "enable_lfu": False},
-}
+REPO = Path(__file__).resolve().parents[2]
+
+# The tiny generator of the shipped CPU example (94k parameters), so the example's section stays valid too.
+TINY_GENERATOR = OmegaConf.to_container(OmegaConf.load(REPO / "examples" / "train-cpu.yaml").generator)
 
 
 @pytest.fixture(scope="session")

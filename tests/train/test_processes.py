@@ -17,10 +17,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.train.conftest import tiny_config
+from tests.train.conftest import REPO, tiny_config
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _env() -> dict[str, str]:
