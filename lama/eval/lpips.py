@@ -29,6 +29,8 @@ from lama.stand_in import seeded_random_init
 WEIGHTS_NAME = "torchvision-vgg16"
 HEADS_VERSION = "0.1"
 HEAD_KEYS = tuple(f"lin{i}.model.1.weight" for i in range(5))
+# SHA-256 of the v0.1 vgg.pth heads: the file in the lpips package and LaMa's models/lpips_models/vgg.pth alike.
+HEADS_SHA256 = "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"
 
 
 class LPIPSWeightsError(ValueError):
@@ -49,6 +51,10 @@ def _empty_model() -> lpips_package.LPIPS:
                                         verbose=False)
     model.to_empty(device="cpu")
     model.scaling_layer = lpips_package.ScalingLayer()  # its constant buffers were not materialised
+    actual = weights.sha256_of(heads_path())
+    if actual != HEADS_SHA256:
+        raise LPIPSWeightsError(f"{heads_path()}: sha256 {actual}, expected the LPIPS v{HEADS_VERSION} heads "
+                                f"{HEADS_SHA256}; reinstall the lpips package")
     state = torch.load(heads_path(), map_location="cpu", weights_only=True)
     if sorted(state) != sorted(HEAD_KEYS):
         raise LPIPSWeightsError(f"{heads_path()}: expected keys {list(HEAD_KEYS)}, found {sorted(state)}")

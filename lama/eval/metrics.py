@@ -39,6 +39,7 @@ NETWORKS_OF_METRIC: dict[str, tuple[str, ...]] = {
     "lpips_fid100_f1": ("lpips", "fid"),
 }
 NO_NETWORK_LABEL = "exact (no pretrained network)"
+STAND_IN_SUFFIX = "_stand-in"
 
 
 def affected_by_stand_ins(stand_in_networks: Iterable[str] = ("lpips", "fid")) -> tuple[str, ...]:
@@ -48,6 +49,12 @@ def affected_by_stand_ins(stand_in_networks: Iterable[str] = ("lpips", "fid")) -
     if unknown:
         raise ValueError(f"unknown networks {sorted(unknown)}; known: 'lpips', 'fid'")
     return tuple(name for name in METRIC_NAMES if networks.intersection(NETWORKS_OF_METRIC[name]))
+
+
+def labelled_name(name: str, stand_in_networks: Iterable[str]) -> str:
+    """``name``, or ``name_stand-in`` when one of the stand-in networks touched the metric: the key under which a
+    value is logged, written and shown, so that a stand-in number cannot pass for a real LPIPS or FID."""
+    return f"{name}{STAND_IN_SUFFIX}" if name in affected_by_stand_ins(stand_in_networks) else name
 
 
 def fid100_f1(score: float, fid: float) -> float:
@@ -123,8 +130,9 @@ class ValidationMetrics:
         return labels
 
     @torch.no_grad()
-    def update(self, predicted: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch of predictions and their targets, (N, 3, H, W) in [0, 1]; any float dtype, any device."""
+    def measure(self, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image ``ssim``, ``psnr``, ``lpips`` (N,) and Inception ``features_predicted``/``features_target``
+        (N, 2048) of one batch, on CPU, without accumulating (the area-bin evaluator keeps its own records)."""
         if predicted.ndim != 4 or predicted.shape != target.shape or predicted.shape[1] != 3:
             raise ValueError(
                 f"expected two (N, 3, H, W) batches of the same shape, got {tuple(predicted.shape)} and "
@@ -133,11 +141,21 @@ class ValidationMetrics:
         p = predicted.detach().to(self.device, torch.float32)
         t = target.detach().to(self.device, torch.float32)
         with torch.autocast(self.device.type, enabled=False):  # the official numbers are float32
-            self._values["ssim"].append(ssim(p, t).cpu())
-            self._values["psnr"].append(psnr(p, t).cpu())
-            self._values["lpips"].append(self.lpips_net(p, t).cpu())
-            self._features["predicted"].append(self.inception(p).cpu())
-            self._features["target"].append(self.inception(t).cpu())
+            return {
+                "ssim": ssim(p, t).cpu(),
+                "psnr": psnr(p, t).cpu(),
+                "lpips": self.lpips_net(p, t).cpu(),
+                "features_predicted": self.inception(p).cpu(),
+                "features_target": self.inception(t).cpu(),
+            }
+
+    def update(self, predicted: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of predictions and their targets, (N, 3, H, W) in [0, 1]; any float dtype, any device."""
+        measured = self.measure(predicted, target)
+        for name in self._values:
+            self._values[name].append(measured[name])
+        for name in self._features:
+            self._features[name].append(measured[f"features_{name}"])
 
     def compute(self) -> dict[str, float]:
         """``ssim``, ``psnr``, ``lpips`` (means over all images of all ranks), ``fid`` and the two f1 scores.

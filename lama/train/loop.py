@@ -31,7 +31,7 @@ from accelerate.utils import gather_object, set_seed
 from tqdm import tqdm
 
 from lama.data.loader import TrainLoader
-from lama.eval.metrics import ValidationMetrics, affected_by_stand_ins
+from lama.eval.metrics import ValidationMetrics, labelled_name
 from lama.files import atomic_write, write_image
 from lama.losses.total import LamaLoss
 from lama.models.discriminator import NLayerDiscriminator
@@ -307,8 +307,8 @@ class TrainingRun:
         value = scores[metric]
         best = self.progress.best_value
         better = best is None or (value > best if metric in MAXIMISED else value < best)
-        affected = affected_by_stand_ins(self.metrics.stand_in_networks)
-        named = {(f"val/{name}_stand-in" if name in affected else f"val/{name}"): v for name, v in scores.items()}
+        stand_ins = self.metrics.stand_in_networks
+        named = {f"val/{labelled_name(name, stand_ins)}": v for name, v in scores.items()}
         self._log(named, step)
         if better and math.isfinite(value):
             self.progress.best_value, self.progress.best_step = value, step
