@@ -1,0 +1,425 @@
+"""The paper report: table cells and relative marks, stand-in labels, missing cells, Fig. 6 and sample grids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lama.eval import report as report_module
+from lama.eval.paper import TABLE2
+from lama.eval.report import build_report, format_change, load_evaluations, relative_change_pct
+from lama.eval.report_figures import (
+    GRID_COLUMNS,
+    NO_DATA_TEXT,
+    SeriesPoint,
+    draw_resolution_figure,
+    tile_origin,
+)
+
+TILE = 16
+
+
+# ------------------------------------------------------------------------------------------------------- builders
+def make_mask_set(root: Path, count: int = 3, seed: int = 0) -> Path:
+    """Official layout: ``imgN.png`` beside ``imgN_mask000.png``; each mask a different box."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 200, (TILE, TILE, 3), dtype=np.uint8)).save(root / f"img{index}.png")
+        mask = np.zeros((TILE, TILE), dtype=np.uint8)
+        mask[2 + index : 8 + index, 3:10] = 255
+        Image.fromarray(mask).save(root / f"img{index}_mask000.png")
+    (root / "maskset.json").write_text(json.dumps({"config": "thick_512"}))  # not an evaluation: ignored
+    return root
+
+
+def make_predictions(mask_dir: Path, out: Path, seed: int = 1) -> Path:
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for mask in sorted(mask_dir.glob("*_mask*.png")):
+        Image.fromarray(rng.integers(0, 256, (TILE, TILE, 3), dtype=np.uint8)).save(out / mask.name)
+    return out
+
+
+def evaluation(architecture: str | None, kind: str, size: int | None, fid: float | None, lpips: float | None, *,
+               stand_in: tuple[str, ...] = (), train_masks: str | None = "wide", mask_interp: str | None = "none",
+               parameters: int | None = 27_037_475, mask_dir: Path | str = "nowhere/masks",
+               predictions: Path | str = "nowhere/predict", name: str | None = None) -> dict[str, Any]:
+    """A ``lama-eval/1`` dict; metric keys carry ``_stand-in`` exactly as ``lama evaluate`` writes them."""
+    lpips_key = "lpips_stand-in" if "lpips" in stand_in else "lpips"
+    fid_key = "fid_stand-in" if "fid" in stand_in else "fid"
+    return {
+        "format": "lama-eval/1",
+        "mask_set": {"name": f"{kind}_{size}", "kind": kind, "size": size, "path": str(mask_dir)},
+        "predictions": str(predictions),
+        "model": {"name": name or architecture, "path": f"runs/{architecture}", "architecture": architecture,
+                  "train_masks": train_masks, "mask_interp": mask_interp, "parameters": parameters},
+        "networks": {"lpips": "label", "fid": "label"},
+        "stand_in": list(stand_in),
+        "fid_method": "sqrtm",
+        "n": 3,
+        "metrics": {"ssim": 0.8, "psnr": 24.0, lpips_key: lpips, fid_key: fid},
+        "bins": {},
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def skip_rendering(series: Any, path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def run_report(tmp_path: Path, evaluations: dict[str, dict[str, Any]], *, render_figure: bool = False,
+               **options: Any) -> tuple[report_module.ReportSummary, dict[str, Any], str]:
+    """Write the evaluation files under ``tmp_path/evals``, build the report, return summary, report.json, Markdown.
+
+    Rendering Fig. 6 is most of a report's time, so only the tests about the figure render it.
+    """
+    (tmp_path / "evals").mkdir(exist_ok=True)
+    for name, data in evaluations.items():
+        write_json(tmp_path / "evals" / f"{name}.json", data)
+    with ExitStack() as stack:
+        if not render_figure:
+            stack.enter_context(mock.patch.object(report_module, "write_resolution_figure", skip_rendering))
+        summary = build_report([tmp_path / "evals"], tmp_path / "report", **options)
+    payload = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    markdown = (tmp_path / "report" / "tables.md").read_text(encoding="utf-8")
+    return summary, payload, markdown
+
+
+def row(payload: dict[str, Any], table: str, label: str) -> dict[str, Any]:
+    return next(item for item in payload["tables"][table]["rows"] if item["label"] == label)
+
+
+def markdown_rows(markdown: str, heading: str) -> list[list[str]]:
+    """The body rows of the Markdown table under the heading that starts with ``heading``."""
+    section = markdown.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def markdown_section(markdown: str, heading: str) -> str:
+    return markdown.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+
+
+# ---------------------------------------------------------------------------------------------------- the numbers
+def test_relative_change_closed_form() -> None:
+    assert relative_change_pct(0.5, 0.4) == pytest.approx(25.0)
+    assert relative_change_pct(0.3, 0.4) == pytest.approx(-25.0)
+    assert relative_change_pct(None, 0.4) is None
+    assert relative_change_pct(0.5, 0.0) is None
+    assert (format_change(25.0), format_change(-25.0), format_change(None)) == ("▲25.0%", "▼25.0%", "")
+
+
+def test_table2_compares_each_row_with_the_base_row_ours_and_paper_alike(tmp_path: Path) -> None:
+    _, payload, markdown = run_report(tmp_path, {
+        "fourier_thick": evaluation("fourier", "thick", 512, 0.4, 0.2),
+        "dilated_thick": evaluation("dilated", "thick", 512, 0.5, 0.15, parameters=46_000_000),
+        "regular_thick": evaluation("regular", "thick", 512, 0.3, 0.2),
+    }, samples=0)
+    dilated = row(payload, "table2", "Base Dilated")["cells"]["wide_fid"]
+    assert dilated["ours"] == 0.5
+    assert dilated["ours_change_pct"] == pytest.approx(25.0)
+    assert dilated["paper"] == 2.30
+    assert dilated["paper_change_pct"] == pytest.approx((2.30 - 2.21) / 2.21 * 100)
+    assert row(payload, "table2", "Base Dilated")["cells"]["wide_lpips"]["ours_change_pct"] == pytest.approx(-25.0)
+    assert row(payload, "table2", "Base Regular")["cells"]["wide_fid"]["ours_change_pct"] == pytest.approx(-25.0)
+    base = row(payload, "table2", "Base Fourier")["cells"]["wide_fid"]
+    assert base["ours_change_pct"] is None and base["paper_change_pct"] is None
+    assert payload["tables"]["table2"]["base_row"] == "Base Fourier"
+    rows = {cells[0]: cells for cells in markdown_rows(markdown, "Table 2")}
+    assert rows["Base Dilated"][2] == "46.0M"
+    assert "0.50 ▲25.0%" in rows["Base Dilated"]
+    assert "0.150 ▼25.0%" in rows["Base Dilated"]
+    assert "2.30 ▲4.1%" in rows["Base Dilated"]
+    assert "0.40" in rows["Base Fourier"] and "2.21" in rows["Base Fourier"]
+    assert "lower is better" in markdown
+
+
+def test_table1_compares_ours_with_the_paper(tmp_path: Path) -> None:
+    _, payload, markdown = run_report(tmp_path, {
+        "thin": evaluation("fourier", "thin", 512, 0.63 * 1.1, 0.090 * 0.5),
+    }, samples=0)
+    cells = payload["tables"]["table1"]["rows"][0]["cells"]
+    assert cells["narrow_fid"]["ours_change_pct"] == pytest.approx(10.0)
+    assert cells["narrow_lpips"]["ours_change_pct"] == pytest.approx(-50.0)
+    assert cells["narrow_fid"]["paper"] == 0.63 and cells["wide_fid"]["paper"] == 2.21
+    assert cells["narrow_fid"]["paper_change_pct"] is None
+    assert payload["tables"]["table1"]["ours_compared_with"] == "paper"
+    assert "0.69 ▲10.0%" in markdown_rows(markdown, "Table 1")[0]
+    assert "0.045 ▼50.0%" in markdown_rows(markdown, "Table 1")[0]
+
+
+def test_table4_records_the_unprinted_cell_as_none_with_a_note(tmp_path: Path) -> None:
+    _, payload, markdown = run_report(tmp_path, {
+        "narrow_trained": evaluation("regular", "thick", 512, 6.0, 0.2, train_masks="narrow"),
+        "wide_trained": evaluation("regular", "thick", 512, 4.0, 0.1, train_masks=None),  # null counts as wide
+    }, samples=0)
+    narrow = row(payload, "table4", "LaMa-Regular, narrow training masks")["cells"]
+    assert narrow["wide_lpips"]["paper"] is None and "relative mark" in narrow["wide_lpips"]["paper_note"]
+    assert narrow["wide_fid"]["paper"] == 5.41
+    assert narrow["wide_fid"]["paper_change_pct"] == pytest.approx((5.41 - 3.51) / 3.51 * 100)
+    assert narrow["wide_fid"]["ours_change_pct"] == pytest.approx(50.0)
+    assert narrow["wide_lpips"]["ours_change_pct"] == pytest.approx(100.0)
+    assert "not printed‡" in markdown_rows(markdown, "Table 4")[0]
+    assert "‡ LaMa-Regular, narrow training masks, Wide LPIPS (paper)" in markdown_section(markdown, "Table 4")
+
+
+def test_mask_interp_table_compares_with_our_none_row_and_states_no_paper_numbers(tmp_path: Path) -> None:
+    _, payload, markdown = run_report(tmp_path, {
+        "none": evaluation("fourier", "thick", 512, 2.0, 0.1, mask_interp=None),
+        "bicubic": evaluation("fourier", "thick", 512, 1.5, 0.1, mask_interp="bicubic"),
+    }, samples=0)
+    table = payload["tables"]["mask_interp"]
+    bicubic = row(payload, "mask_interp", "mask_interp=bicubic")["cells"]["wide_fid"]
+    assert bicubic["ours_change_pct"] == pytest.approx(-25.0) and bicubic["paper"] is None
+    assert table["paper_note"] and table["base_row"] == "mask_interp=none"
+    section = markdown_section(markdown, "mask_interp ablation")
+    assert section.count("no numbers") == 1
+    assert "(paper)" not in section and "1.50 ▼25.0%" in section
+    assert row(payload, "mask_interp", "mask_interp=bilinear")["cells"]["wide_fid"]["status"] == "missing"
+
+
+# -------------------------------------------------------------------------------------------------- stand-in marks
+def test_every_stand_in_cell_is_marked_and_footnoted(tmp_path: Path) -> None:
+    _, payload, markdown = run_report(tmp_path, {
+        "thin": evaluation("fourier", "thin", 512, 1.0, 0.1, stand_in=("lpips", "fid")),
+        "thick": evaluation("fourier", "thick", 512, 2.0, 0.2, stand_in=("lpips", "fid")),
+        "dilated": evaluation("dilated", "thick", 512, 3.0, math.nan, stand_in=("lpips", "fid")),
+    }, samples=0)
+    for table in ("Table 1", "Table 2"):
+        metric_titles = ("FID (ours)", "LPIPS (ours)")
+        ours_columns = [index for index, title in enumerate(_header(markdown, table)) if title.endswith(metric_titles)]
+        evaluated = ("LaMa-Fourier", "Base Fourier", "Base Dilated")
+        present = [cells for cells in markdown_rows(markdown, table) if cells[0] in evaluated]
+        texts = [cells[index] for cells in present for index in ours_columns if cells[index] != "missing"]
+        assert len(texts) >= 4 and all("†" in text for text in texts), texts
+        assert "seeded random stand-in network: not a real LPIPS/FID" in markdown_section(markdown, table)
+        assert "`lama weights fetch`" in markdown_section(markdown, table)
+    assert row(payload, "table2", "Base Dilated")["cells"]["wide_lpips"]["status"] == "n/a"
+    assert "n/a†" in {cells[0]: cells for cells in markdown_rows(markdown, "Table 2")}["Base Dilated"]
+    assert all(cell["stand_in"] for cell in row(payload, "table2", "Base Fourier")["cells"].values()
+               if cell["status"] != "missing")
+
+
+def _header(markdown: str, heading: str) -> list[str]:
+    section = markdown_section(markdown, heading)
+    line = next(line for line in section.splitlines() if line.startswith("| "))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_real_weights_carry_no_mark_and_a_stand_in_network_marks_only_its_metrics(tmp_path: Path) -> None:
+    real = evaluation("fourier", "thick", 512, 2.0, 0.2)
+    fid_only = evaluation("dilated", "thick", 512, 2.5, 0.2, stand_in=("fid",))
+    _, payload, markdown = run_report(tmp_path, {"real": real, "fid_only": fid_only}, samples=0)
+    rows = {cells[0]: cells for cells in markdown_rows(markdown, "Table 2")}
+    assert "2.00" in rows["Base Fourier"] and "0.200" in rows["Base Fourier"]
+    assert not any("†" in cell for cell in rows["Base Fourier"])
+    assert "2.50† ▲25.0%" in rows["Base Dilated"] and "0.200 =0.0%" in rows["Base Dilated"]
+    cells = row(payload, "table2", "Base Dilated")["cells"]
+    assert cells["wide_fid"]["stand_in"] and not cells["wide_lpips"]["stand_in"]
+
+
+def test_a_plain_key_from_a_stand_in_network_is_still_marked(tmp_path: Path) -> None:
+    data = evaluation("fourier", "thick", 512, 2.0, 0.2)
+    data["stand_in"] = ["lpips"]  # inconsistent file: the plain key must not pass as a real LPIPS
+    _, payload, _ = run_report(tmp_path, {"odd": data}, samples=0)
+    assert row(payload, "table2", "Base Fourier")["cells"]["wide_lpips"]["stand_in"] is True
+
+
+# ------------------------------------------------------------------------------------------- missing and selection
+def test_missing_cells_are_shown_and_listed_by_architecture_and_mask_set(tmp_path: Path) -> None:
+    summary, payload, markdown = run_report(tmp_path, {
+        "thin": evaluation("fourier", "thin", 512, 1.0, 0.1),
+        "thick": evaluation("fourier", "thick", 512, 2.0, 0.2),
+        "dilated": evaluation("dilated", "thin", 512, 1.0, 0.1),
+    }, samples=0)
+    missing = payload["tables"]["table2"]["missing"]
+    assert missing[0] == ("dilated × thick_512 — train architecture=dilated and evaluate it on a thick mask set "
+                          "at 512×512")
+    assert len(missing) == 7  # dilated thick; regular, shallow, deep × thin and thick
+    assert not any(line.startswith("fourier") for line in missing)
+    assert row(payload, "table2", "Base Dilated")["cells"]["wide_fid"]["status"] == "missing"
+    dilated = {cells[0]: cells for cells in markdown_rows(markdown, "Table 2")}["Base Dilated"]
+    assert dilated.count("missing") == 2
+    assert f"missing: {missing[0]}" in markdown_section(markdown, "Table 2")
+    assert payload["tables"]["table4"]["missing"][0].startswith(
+        "regular, narrow-trained × thin_512 — train architecture=regular with train_masks=narrow")
+    assert "missing: nothing" in markdown_section(markdown, "Table 1")
+    # Table 1: 0; Table 2: 7 × 2; Table 4: 4 × 2; mask_interp: fourier none present, 4 × 2 missing
+    assert summary.missing_cells == 14 + 8 + 8
+    assert str(summary) == f"4 tables, 1 figure, 0 sample grids from 3 evaluations; {14 + 8 + 8} cells missing"
+
+
+@pytest.mark.parametrize(("sizes", "table_size", "expected"), [
+    ((256, 512, 1024), None, 512),
+    ((256, 1024), None, 1024),
+    ((256, 512), 256, 256),
+])
+def test_table_size_prefers_512_else_the_largest(tmp_path: Path, sizes: tuple[int, ...], table_size: int | None,
+                                                 expected: int) -> None:
+    evaluations = {f"thick_{size}": evaluation("fourier", "thick", size, size / 100, 0.1) for size in sizes}
+    _, payload, markdown = run_report(tmp_path, evaluations, table_size=table_size, samples=0)
+    table = payload["tables"]["table2"]
+    assert table["size"] == expected
+    assert table["mask_sets"]["wide"] == [f"thick_{expected}"]
+    assert row(payload, "table2", "Base Fourier")["cells"]["wide_fid"]["ours"] == pytest.approx(expected / 100)
+    assert f"wide = thick_{expected} (thick masks); resolution {expected}×{expected}" in markdown_section(
+        markdown, "Table 2")
+
+
+def test_duplicate_matches_use_the_first_path_and_warn_naming_both(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    write_json(tmp_path / "evals" / "b" / "fourier.json", evaluation("fourier", "thick", 512, 9.0, 0.9))
+    with caplog.at_level(logging.WARNING, logger="lama.eval.report"):
+        _, payload, _ = run_report(tmp_path, {"a/fourier": evaluation("fourier", "thick", 512, 2.0, 0.2)}, samples=0)
+    cell = row(payload, "table2", "Base Fourier")["cells"]["wide_fid"]
+    assert cell["ours"] == 2.0 and cell["source"].endswith("a/fourier.json")
+    warnings = [record.getMessage() for record in caplog.records if "match" in record.getMessage()]
+    assert warnings and all("a/fourier.json" in text and "b/fourier.json" in text for text in warnings)
+    assert len(warnings) == len(set(warnings))
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    (lambda data: data["mask_set"].update(size="big"), "mask_set.size"),
+    (lambda data: data.pop("metrics"), "metrics"),
+    (lambda data: data["metrics"].update(fid="low"), "metrics.fid"),
+    (lambda data: data["model"].update(train_masks="huge"), "model.train_masks"),
+    (lambda data: data.update(model=[]), "model"),
+    (lambda data: data.update(stand_in=["inception"]), "stand_in[0]"),
+])
+def test_malformed_evaluation_names_the_file_and_the_key(tmp_path: Path, change: Any, key: str) -> None:
+    data = evaluation("fourier", "thick", 512, 2.0, 0.2)
+    change(data)
+    path = write_json(tmp_path / "evals" / "broken.json", data)
+    with pytest.raises(ValueError, match=r"broken\.json: key '" + key.replace("[", r"\[").replace("]", r"\]") + "'"
+                       ) as error:
+        build_report([tmp_path / "evals"], tmp_path / "report")
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_other_json_is_ignored_and_a_file_named_twice_counts_once(tmp_path: Path) -> None:
+    write_json(tmp_path / "evals" / "params.json", {"format": "something-else", "lr": 1})
+    write_json(tmp_path / "evals" / ".cache" / "stale.json", {"format": "lama-eval/1"})  # hidden: not searched
+    path = write_json(tmp_path / "evals" / "fourier.json", evaluation("fourier", "thick", 512, 2.0, 0.2))
+    assert [found.source for found in load_evaluations([tmp_path / "evals", path])] == [path]
+    with pytest.raises(ValueError, match=r"params\.json: key 'format'"):
+        load_evaluations([tmp_path / "evals" / "params.json"])
+
+
+def test_relative_paths_resolve_from_the_evaluation_files_ancestors(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    make_predictions(make_mask_set(tmp_path / "data" / "masks" / "thick_512"), tmp_path / "runs" / "predict")
+    data = evaluation("fourier", "thick", 512, 2.0, 0.2, mask_dir="data/masks/thick_512", predictions="runs/predict")
+    write_json(tmp_path / "runs" / "eval" / "thick.json", data)
+    monkeypatch.chdir(tmp_path / "runs")  # the paths are relative to tmp_path, not to the working directory
+    summary = build_report([tmp_path / "runs" / "eval"], tmp_path / "report", samples=2)
+    assert summary.sample_grids == 1 and (tmp_path / "report" / "samples" / "fourier__thick_512.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------------------ Fig. 6
+def test_figure_series_per_architecture_over_sizes(tmp_path: Path) -> None:
+    summary, payload, markdown = run_report(tmp_path, {
+        "fourier_256": evaluation("fourier", "thick", 256, 1.0, 0.10, stand_in=("lpips", "fid")),
+        "fourier_512": evaluation("fourier", "thick", 512, 2.0, 0.20, stand_in=("lpips", "fid")),
+        "dilated_512": evaluation("dilated", "thick", 512, 3.0, 0.30, stand_in=("lpips", "fid")),
+        "fourier_thin": evaluation("fourier", "thin", 1024, 9.0, 0.9),  # thin masks are not in the figure
+        "bicubic": evaluation("fourier", "thick", 1024, 9.0, 0.9, mask_interp="bicubic"),  # nor other variants
+    }, samples=0, render_figure=True)
+    series = payload["figure"]["series"]
+    fourier = series["fid"][f"{TABLE2['fourier'].label} (fourier)"]
+    assert [(point["size"], point["value"]) for point in fourier] == [(256, 1.0), (512, 2.0)]
+    assert [point["value"] for point in series["lpips"][f"{TABLE2['dilated'].label} (dilated)"]] == [0.30]
+    assert all(point["stand_in"] for lines in series.values() for points in lines.values() for point in points)
+    with Image.open(summary.figure) as image:
+        image.verify()
+    with Image.open(summary.figure) as image:
+        assert image.format == "PNG" and image.width > 100 and image.height > 100
+    assert "](fig6_resolution.png)" in markdown and "no tick values" in markdown
+    assert {item["path"].rsplit("/", 1)[1]: item["size"] for item in payload["evaluations"]}["fourier_256.json"] == 256
+    assert "not a real LPIPS/FID" in markdown_section(markdown, "Fig. 6")
+
+
+def test_figure_draws_one_line_per_series_and_labels_stand_in_panels() -> None:
+    fourier, dilated = "Base Fourier (fourier)", "Base Dilated (dilated)"
+    points = {"fid": {fourier: [SeriesPoint(512, 2.0, True, "a"), SeriesPoint(256, 1.0, True, "b")],
+                      dilated: [SeriesPoint(256, 3.0, True, "c")]},
+              "lpips": {fourier: [SeriesPoint(256, 0.1, False, "b"), SeriesPoint(512, 0.2, False, "a")]}}
+    figure = draw_resolution_figure(points)
+    fid_axes, lpips_axes = figure.axes
+    assert [list(line.get_xdata()) for line in fid_axes.get_lines()] == [[256, 512], [256]]
+    assert [list(line.get_ydata()) for line in fid_axes.get_lines()] == [[1.0, 2.0], [3.0]]
+    assert "stand-in" in fid_axes.get_title() and "†" in fid_axes.get_title() and "†" in fid_axes.get_ylabel()
+    assert "stand-in" not in lpips_axes.get_title() and "†" not in lpips_axes.get_ylabel()
+    assert [label.get_text() for label in fid_axes.get_legend().get_texts()] == [f"{fourier}†", f"{dilated}†"]
+
+
+def test_figure_without_data_says_so(tmp_path: Path) -> None:
+    figure = draw_resolution_figure({"fid": {}, "lpips": {}})
+    assert [text.get_text() for text in figure.texts] == [NO_DATA_TEXT]
+    summary, _, markdown = run_report(tmp_path, {}, samples=0, render_figure=True)
+    with Image.open(summary.figure) as image:
+        assert image.format == "PNG" and image.width > 100
+    assert summary.figure.is_file() and summary.evaluations == 0
+    assert "No evaluations on thick mask sets" in markdown
+
+
+# ------------------------------------------------------------------------------------------------------ sample grids
+def test_sample_grid_columns_hold_masked_input_mask_prediction_and_ground_truth(tmp_path: Path) -> None:
+    masks = make_mask_set(tmp_path / "masks" / "thick_512", count=3)
+    predictions = make_predictions(masks, tmp_path / "predict")
+    summary, payload, markdown = run_report(tmp_path, {
+        "thick": evaluation("fourier", "thick", 512, 2.0, 0.2, mask_dir=masks, predictions=predictions),
+    }, samples=2)
+    assert summary.sample_grids == 1 and payload["samples"][0]["path"] == "samples/fourier__thick_512.png"
+    assert "](samples/fourier__thick_512.png)" in markdown
+    grid = np.asarray(Image.open(tmp_path / "report" / "samples" / "fourier__thick_512.png").convert("RGB"))
+    bottom, _ = tile_origin(2, 0, (TILE, TILE))
+    assert grid.shape[0] == bottom - 2  # two rows, not three
+    columns = {name: index for index, name in enumerate(GRID_COLUMNS)}
+    for index in range(2):  # the first masks in sorted order
+        image = np.asarray(Image.open(masks / f"img{index}.png").convert("RGB"))
+        hole = np.asarray(Image.open(masks / f"img{index}_mask000.png")) > 0
+        prediction = np.asarray(Image.open(predictions / f"img{index}_mask000.png").convert("RGB"))
+
+        def tile(name: str, row_index: int = index) -> np.ndarray:
+            y, x = tile_origin(row_index, columns[name], (TILE, TILE))
+            return grid[y : y + TILE, x : x + TILE]
+
+        np.testing.assert_array_equal(tile("ours"), prediction)
+        np.testing.assert_array_equal(tile("ground truth"), image)
+        np.testing.assert_array_equal(tile("mask")[..., 0], hole * 255)
+        assert (tile("masked input")[hole] == 255).all()
+        np.testing.assert_array_equal(tile("masked input")[~hole], image[~hole])
+
+
+def test_a_missing_predictions_folder_skips_that_grid_with_a_warning(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    masks = make_mask_set(tmp_path / "masks" / "thick_512")
+    predictions = make_predictions(masks, tmp_path / "predict")
+    deleted = tmp_path / "deleted"
+    with caplog.at_level(logging.WARNING, logger="lama.eval.report"):
+        summary, payload, markdown = run_report(tmp_path, {
+            "fourier": evaluation("fourier", "thick", 512, 2.0, 0.2, mask_dir=masks, predictions=predictions),
+            "dilated": evaluation("dilated", "thick", 512, 2.0, 0.2, mask_dir=masks, predictions=deleted),
+        })
+    assert (summary.sample_grids, summary.skipped_grids) == (1, 1)
+    assert str(summary).endswith("; 1 sample grid skipped")
+    skipped = next(grid for grid in payload["samples"] if grid["path"] is None)
+    assert skipped["title"] == "dilated × thick_512" and str(deleted) in skipped["reason"]
+    assert any(str(deleted) in record.getMessage() for record in caplog.records)
+    assert "dilated × thick_512: skipped" in markdown
+    assert not [path for path in (tmp_path / "report").rglob(".*")]  # no temporary files left behind
