@@ -22,7 +22,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from lama.eval.metrics import affected_by_stand_ins
+from lama.eval.evaluator import FORMAT as EVAL_FORMAT
+from lama.eval.metrics import STAND_IN_SUFFIX, affected_by_stand_ins
 from lama.eval.paper import (
     FIG6_NOTE,
     MASK_INTERP_NOTE,
@@ -35,6 +36,7 @@ from lama.eval.paper import (
     TABLE4,
     PaperRow,
 )
+from lama.eval.provenance import MASK_SET_KINDS
 from lama.eval.report_figures import (
     GRID_COLUMNS,
     METRIC_TITLES,
@@ -48,9 +50,7 @@ from lama.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
-EVAL_FORMAT = "lama-eval/1"
 REPORT_FORMAT = "lama-report/1"
-STAND_IN_SUFFIX = "_stand-in"
 PREFERRED_SIZE = 512  # the paper's Places resolution
 MARKDOWN_NAME = "tables.md"
 JSON_NAME = "report.json"
@@ -68,8 +68,6 @@ LEGEND = (
     "ours against ours and the paper's against the paper's; Table 1: ours against the paper). For FID and LPIPS "
     "lower is better, so ▼ is an improvement."
 )
-MASK_KINDS = ("thick", "medium", "thin")
-TRAIN_MASKS = ("wide", "narrow")
 MASK_INTERPS = ("none", "bilinear", "bicubic")
 STAND_IN_NETWORKS = ("lpips", "fid")
 
@@ -191,7 +189,7 @@ def parse_evaluation(data: Mapping, path: Path) -> Evaluation:
     def need(key: str, accept: Callable[[Any], bool], expected: str) -> Any:
         return _require(path, data, key, accept, expected)
 
-    kinds = f"one of {[*MASK_KINDS, None]}"
+    kinds = f"one of {[*MASK_SET_KINDS, None]}"
     metrics = need("metrics", lambda value: isinstance(value, dict), "an object of metric values")
     for name in metrics:
         need(f"metrics.{name}", _is_number_or_null, "a number or null")
@@ -206,17 +204,16 @@ def parse_evaluation(data: Mapping, path: Path) -> Evaluation:
     return Evaluation(
         source=path,
         mask_set=need("mask_set.name", lambda value: isinstance(value, str) and value != "", "a non-empty string"),
-        mask_kind=need("mask_set.kind", _one_of(*MASK_KINDS, None), kinds),
+        mask_kind=need("mask_set.kind", _one_of(*MASK_SET_KINDS, None), kinds),
         mask_size=need("mask_set.size", lambda value: value is None or (_is_int(value) and value > 0),
                        "a positive integer or null"),
         mask_dir=_data_path(need("mask_set.path", lambda value: isinstance(value, str), "a string"), path),
         predictions_dir=_data_path(need("predictions", lambda value: isinstance(value, str), "a string"), path),
         model_label=model_name or (Path(model_path).name if model_path else None) or architecture or path.stem,
         architecture=architecture,
-        train_masks=need("model.train_masks", _one_of(*TRAIN_MASKS, None), f"one of {[*TRAIN_MASKS, None]}")
-        or "wide",
-        mask_interp=need("model.mask_interp", _one_of(*MASK_INTERPS, None), f"one of {[*MASK_INTERPS, None]}")
-        or "none",
+        # Any training-mask config or interpolation is a valid record; only the paper's ones fill table rows.
+        train_masks=need("model.train_masks", _str_or_null, "a string or null") or "wide",
+        mask_interp=need("model.mask_interp", _str_or_null, "a string or null") or "none",
         parameters=need("model.parameters", lambda value: value is None or _is_int(value), "an integer or null"),
         stand_in_networks=tuple(stand_in),
         n=need("n", lambda value: _is_int(value) and value >= 0, "a non-negative integer"),

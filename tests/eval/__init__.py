@@ -85,3 +85,23 @@ def eval_protocol(fixtures: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
     predicted = torch.stack([load_rgb(folder / "predict" / row["predict_file"]) for row in rows])
     images = torch.stack([load_rgb(folder / "data" / row["image_file"]) for row in rows])
     return predicted, images, results
+
+
+def write_eval_set(root: Path, count: int, size: int = 32, seed: int = 0, name: str = "thick_32"
+                   ) -> tuple[Path, Path]:
+    """A tiny eval set ``root/name`` in the official layout (mask areas spread over several bins) and its
+    predictions ``root/name-predict``: random images, predictions random inside the holes."""
+    rng = np.random.default_rng(seed)
+    data, predict = root / name, root / f"{name}-predict"
+    data.mkdir(parents=True)
+    predict.mkdir()
+    for index in range(count):
+        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        mask[: (index % 5 + 1) * size // 6] = 255
+        prediction = image.copy()
+        prediction[mask > 0] = rng.integers(0, 256, (int((mask > 0).sum()), 3), dtype=np.uint8)
+        Image.fromarray(image).save(data / f"im{index:03d}.png")
+        Image.fromarray(mask).save(data / f"im{index:03d}_mask000.png")
+        Image.fromarray(prediction).save(predict / f"im{index:03d}_mask000.png")
+    return data, predict

@@ -24,7 +24,7 @@ from lama.eval.metrics import ValidationMetrics
 from lama.eval.provenance import ProvenanceError
 from lama.models import InpaintingModel, build_generator, save_model_dir
 from lama.predict import read_mask
-from tests.eval import inception_state_dict, single_thread, vgg16_state_dict
+from tests.eval import inception_state_dict, single_thread, vgg16_state_dict, write_eval_set
 
 EXPECTED_BIN_NAMES = ("0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "60-70%", "70-80%", "80-90%",
                       "90-100%")
@@ -167,31 +167,13 @@ def test_tsv_drops_columns_without_any_value() -> None:
     )
 
 
-def write_set(root: Path, count: int, size: int = 32, seed: int = 0) -> tuple[Path, Path]:
-    """A tiny eval set in the official layout (with mask areas spread over several bins) and its predictions."""
-    rng = np.random.default_rng(seed)
-    data, predict = root / "thick_32", root / "predict"
-    data.mkdir(parents=True)
-    predict.mkdir()
-    for index in range(count):
-        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        mask = np.zeros((size, size), np.uint8)
-        mask[: (index % 5 + 1) * size // 6] = 255
-        prediction = image.copy()
-        prediction[mask > 0] = rng.integers(0, 256, (int((mask > 0).sum()), 3), dtype=np.uint8)
-        Image.fromarray(image).save(data / f"im{index:03d}.png")
-        Image.fromarray(mask).save(data / f"im{index:03d}_mask000.png")
-        Image.fromarray(prediction).save(predict / f"im{index:03d}_mask000.png")
-    return data, predict
-
-
 def stand_in_options(data: Path, predict: Path, out: Path, **extra: object) -> EvaluateOptions:
     return EvaluateOptions(str(data), str(predict), str(out), weights="stand-in", fid_method="svd", batch_size=4,
                            num_workers=0, **extra)  # type: ignore[arg-type]
 
 
 def test_stand_in_numbers_are_labelled_everywhere(tmp_path: Path) -> None:
-    data, predict = write_set(tmp_path, 10)
+    data, predict = write_eval_set(tmp_path, 10)
     out = tmp_path / "results" / "eval.json"
     evaluate_predictions(stand_in_options(data, predict, out), progress=False)
     written = json.loads(out.read_text())
@@ -210,7 +192,7 @@ def test_stand_in_numbers_are_labelled_everywhere(tmp_path: Path) -> None:
 def test_interrupted_evaluation_resumes_with_identical_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data, predict = write_set(tmp_path, 10)
+    data, predict = write_eval_set(tmp_path, 10)
     clean = tmp_path / "clean.json"
     evaluate_predictions(stand_in_options(data, predict, clean), progress=False)
 
@@ -248,7 +230,7 @@ def test_interrupted_evaluation_resumes_with_identical_results(
 
 
 def test_mixed_sizes_batch_separately_and_size_is_unset(tmp_path: Path) -> None:
-    data, predict = write_set(tmp_path, 3, size=32)
+    data, predict = write_eval_set(tmp_path, 3, size=32)
     image = np.full((24, 24, 3), 128, np.uint8)
     Image.fromarray(image).save(data / "z.png")
     Image.fromarray(np.full((24, 24), 255, np.uint8)).save(data / "z_mask000.png")
@@ -261,7 +243,7 @@ def test_mixed_sizes_batch_separately_and_size_is_unset(tmp_path: Path) -> None:
 
 
 def test_bad_inputs_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data, predict = write_set(tmp_path, 3)
+    data, predict = write_eval_set(tmp_path, 3)
     (predict / "im001_mask000.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"im001_mask000\.png: prediction of 1 of 3 masks missing"):
         evaluate_predictions(stand_in_options(data, predict, tmp_path / "e.json"), progress=False)
@@ -282,7 +264,7 @@ def test_pretrained_without_weights_names_the_fetch_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("LAMA_HOME", str(tmp_path / "empty"))
-    data, predict = write_set(tmp_path, 2)
+    data, predict = write_eval_set(tmp_path, 2)
     assert main(["evaluate", str(data), str(predict), str(tmp_path / "e.json"), "-q"]) == 2
     assert "lama weights fetch" in capsys.readouterr().err
 
@@ -300,7 +282,7 @@ def test_model_provenance_from_a_trained_model_dir(tmp_path: Path) -> None:
     save_model_dir(InpaintingModel(generator, config), model_dir)
     (model_dir / "train_config.yaml").write_text(yaml.safe_dump(
         {"data": {"loader": {"masks": "narrow"}}, "loss": {"mask_interp": "bicubic"}}))
-    data, predict = write_set(tmp_path, 3)
+    data, predict = write_eval_set(tmp_path, 3)
     out = tmp_path / "e.json"
     evaluate_predictions(stand_in_options(data, predict, out, model_dir=str(model_dir),
                                           overrides=["model.name=sample-shallow", "mask_set.size=512"]),
@@ -313,7 +295,7 @@ def test_model_provenance_from_a_trained_model_dir(tmp_path: Path) -> None:
 
 
 def test_cli_evaluate_writes_json_and_tsv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data, predict = write_set(tmp_path, 6)
+    data, predict = write_eval_set(tmp_path, 6)
     out = tmp_path / "r" / "thick.json"
     code = main(["evaluate", str(data), str(predict), str(out), "--weights", "stand-in", "--fid-method", "svd",
                  "--workers", "1", "--batch-size", "4", "--tsv", str(tmp_path / "official.tsv"), "-q"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lama.cli import main
 from lama.eval import report as report_module
 from lama.eval.paper import TABLE2
 from lama.eval.report import build_report, format_change, load_evaluations, relative_change_pct
@@ -24,6 +25,7 @@ from lama.eval.report_figures import (
     draw_resolution_figure,
     tile_origin,
 )
+from tests.eval import write_eval_set
 
 TILE = 16
 
@@ -297,7 +299,7 @@ def test_duplicate_matches_use_the_first_path_and_warn_naming_both(tmp_path: Pat
     (lambda data: data["mask_set"].update(size="big"), "mask_set.size"),
     (lambda data: data.pop("metrics"), "metrics"),
     (lambda data: data["metrics"].update(fid="low"), "metrics.fid"),
-    (lambda data: data["model"].update(train_masks="huge"), "model.train_masks"),
+    (lambda data: data["model"].update(train_masks=3), "model.train_masks"),
     (lambda data: data.update(model=[]), "model"),
     (lambda data: data.update(stand_in=["inception"]), "stand_in[0]"),
 ])
@@ -423,3 +425,26 @@ def test_a_missing_predictions_folder_skips_that_grid_with_a_warning(tmp_path: P
     assert any(str(deleted) in record.getMessage() for record in caplog.records)
     assert "dilated × thick_512: skipped" in markdown
     assert not [path for path in (tmp_path / "report").rglob(".*")]  # no temporary files left behind
+
+
+def test_evaluate_then_report_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`lama evaluate` JSONs (stand-in networks) feed `lama report`: the Table 1 cells are exactly their totals."""
+    for kind, seed in (("thin", 1), ("thick", 2)):
+        data, predict = write_eval_set(tmp_path / "sets", 6, seed=seed, name=f"{kind}_32")
+        assert main(["evaluate", str(data), str(predict), str(tmp_path / "results" / f"{kind}.json"), "-q",
+                     "--weights", "stand-in", "--fid-method", "svd", "--workers", "0",
+                     "--set", "model.architecture=fourier", "--set", "model.name=tiny-fourier"]) == 0
+    assert main(["report", str(tmp_path / "results"), "--out", str(tmp_path / "reports"), "-q"]) == 0
+    assert "from 2 evaluations" in capsys.readouterr().err
+    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    cells = report["tables"]["table1"]["rows"][0]["cells"]
+    for width, kind in (("narrow", "thin"), ("wide", "thick")):
+        totals = json.loads((tmp_path / "results" / f"{kind}.json").read_text())["metrics"]
+        for metric in ("fid", "lpips"):
+            cell = cells[f"{width}_{metric}"]
+            assert cell["ours"] == totals[f"{metric}_stand-in"] and cell["stand_in"] is True
+    assert (tmp_path / "reports" / "samples").is_dir() and (tmp_path / "reports" / "tables.md").is_file()
+    (tmp_path / "results" / "thin.json").write_text('{"format": "lama-eval/1", "n": 1}')
+    assert main(["report", str(tmp_path / "results"), "--out", str(tmp_path / "reports2"), "-q"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"lama report: {tmp_path / 'results' / 'thin.json'}: key ") and "\n" not in error
