@@ -40,7 +40,7 @@ from lama.eval.metrics import ValidationMetrics
 from lama.eval.provenance import apply_overrides, describe_mask_set, describe_model_dir
 from lama.files import atomic_write
 from lama.journal import Journal
-from lama.predict import MaskImagePair, find_pairs, read_image, read_mask
+from lama.predict import MaskImagePair, find_pairs, read_image, read_mask, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +156,7 @@ def evaluate_predictions(options: EvaluateOptions, progress: bool = True) -> Eva
     mask_set = describe_mask_set(options.datadir, sizes)
     model = describe_model_dir(options.model_dir)
     apply_overrides(model, mask_set, options.overrides)
-    device = torch.device("cuda" if options.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if options.device == "auto" else options.device)
+    device = resolve_device(options.device)
     metrics = ValidationMetrics(device, options.weights, options.seed,  # type: ignore[arg-type]
                                 fid_method=options.fid_method)  # type: ignore[arg-type]
     batches = size_batches(sizes, options.batch_size)
