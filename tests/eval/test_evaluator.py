@@ -14,17 +14,14 @@ import torch
 import yaml
 from PIL import Image
 
-from lama import weights
 from lama.cli import main
-from lama.eval import fid as fid_module
-from lama.eval import lpips as lpips_module
 from lama.eval.bins import BIN_NAMES, area_bin_indices, bin_members, format_tsv, mask_areas
 from lama.eval.evaluator import EvaluateOptions, evaluate_predictions
 from lama.eval.metrics import ValidationMetrics
 from lama.eval.provenance import ProvenanceError
 from lama.models import InpaintingModel, build_generator, save_model_dir
 from lama.predict import read_mask
-from tests.eval import inception_state_dict, single_thread, vgg16_state_dict, write_eval_set
+from tests.eval import single_thread, write_eval_set
 
 EXPECTED_BIN_NAMES = ("0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "60-70%", "70-80%", "80-90%",
                       "90-100%")
@@ -34,19 +31,6 @@ EXPECTED_BIN_NAMES = ("0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%",
 def one_thread() -> Iterator[None]:
     with single_thread():
         yield
-
-
-@pytest.fixture
-def formula_weights_home(fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """$LAMA_HOME holding the fixtures' formula weights under the registry's file names (the 'pretrained' route)."""
-    home = tmp_path / "lama-home"
-    monkeypatch.setenv("LAMA_HOME", str(home))
-    for name, state_dict in ((lpips_module.WEIGHTS_NAME, vgg16_state_dict(fixtures)),
-                             (fid_module.WEIGHTS_NAME, inception_state_dict(fixtures))):
-        path = weights.weight_path(name)
-        path.parent.mkdir(parents=True)
-        torch.save(state_dict, path)
-    return home
 
 
 def fid_tolerance(reference: float, trace_sum: float) -> float:

@@ -14,12 +14,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lama import weights
-from lama.eval import fid as fid_module
-from lama.eval import lpips as lpips_module
 from lama.eval import metrics as metrics_module
 from lama.eval.metrics import METRIC_NAMES, ValidationMetrics, affected_by_stand_ins, fid100_f1
 from lama.eval.ssim import psnr, ssim
-from tests.eval import eval_protocol, inception_state_dict, single_thread, vgg16_state_dict
+from tests.eval import eval_protocol, single_thread
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,20 +39,12 @@ def image_batch(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return predicted, target
 
 
-def test_official_evaluation_through_the_registry_files(
-    fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_official_evaluation_through_the_registry_files(fixtures: Path, formula_weights_home: Path) -> None:
     """The real-weights path (files in $LAMA_HOME) on the eval-protocol set in batches of 8, as the official run.
 
     FID uses the closed form here: the official sqrtm of a 2048² product takes ~13 s on one CPU core; the sqrtm
     route is checked in test_fid on smaller dimensions (the fixture's vectors, rank-deficient sets vs torchmetrics).
     """
-    monkeypatch.setenv("LAMA_HOME", str(tmp_path))
-    for name, state_dict in ((lpips_module.WEIGHTS_NAME, vgg16_state_dict(fixtures)),
-                             (fid_module.WEIGHTS_NAME, inception_state_dict(fixtures))):
-        path = weights.weight_path(name)
-        path.parent.mkdir(parents=True)
-        torch.save(state_dict, path)
     metrics = ValidationMetrics("cpu", "pretrained", fid_method="svd")
     assert metrics.stand_in_networks == ()
     assert not any("stand-in" in label for label in metrics.labels.values())
