@@ -22,13 +22,14 @@ from lama.masks.eval_set import MANIFEST
 logger = logging.getLogger(__name__)
 
 MASK_SET_KINDS = ("thin", "medium", "thick")
-ARCHITECTURES = ("fourier", "dilated", "regular", "shallow", "deep")
+ARCHITECTURES = ("fourier", "dilated", "regular", "shallow", "deep", "big-lama")
 MODEL_FIELDS = ("name", "path", "architecture", "train_masks", "mask_interp", "parameters")
 MASK_SET_FIELDS = ("name", "kind", "size", "path")
-# Generator kinds of the official configs → the paper's architecture names (Table 2). The two depth variants are
-# recognised by the paper's block counts; any other depth keeps the base name.
+# Generator kinds of the official configs → the paper's architecture names (Table 2). The depth variants are
+# recognised by the paper's block counts (Big LaMa, 18 Fourier blocks, is in no table); any other depth keeps the
+# base name.
 _ARCHITECTURE_OF_KIND = {"ffc_resnet": "fourier", "pix2pixhd_multidilated": "dilated", "pix2pixhd_global": "regular"}
-_DEPTH_VARIANTS = {("ffc_resnet", 6): "shallow", ("pix2pixhd_global", 15): "deep"}
+_DEPTH_VARIANTS = {("ffc_resnet", 6): "shallow", ("ffc_resnet", 18): "big-lama", ("pix2pixhd_global", 15): "deep"}
 
 
 class ProvenanceError(ValueError):

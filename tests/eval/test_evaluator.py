@@ -18,8 +18,8 @@ from lama.cli import main
 from lama.eval.bins import BIN_NAMES, area_bin_indices, bin_members, format_tsv, mask_areas
 from lama.eval.evaluator import EvaluateOptions, evaluate_predictions
 from lama.eval.metrics import ValidationMetrics
-from lama.eval.provenance import ProvenanceError
-from lama.models import InpaintingModel, build_generator, save_model_dir
+from lama.eval.provenance import ProvenanceError, describe_model_dir
+from lama.models import InpaintingModel, build_generator, generator_config, save_model_dir
 from lama.predict import read_mask
 from tests.eval import single_thread, write_eval_set
 
@@ -287,3 +287,16 @@ def test_cli_evaluate_writes_json_and_tsv(tmp_path: Path, capsys: pytest.Capture
     assert "6 predictions scored" in capsys.readouterr().err
     assert json.loads(out.read_text())["n"] == 6
     assert (tmp_path / "official.tsv").read_text().splitlines()[-1].startswith("total\t")
+
+
+@pytest.mark.parametrize(("preset", "architecture", "parameters"), [
+    ("lama-fourier", "fourier", 27_048_835), ("big-lama", "big-lama", 50_975_875),
+    ("lama-regular-deep", "deep", 73_947_715), ("lama-dilated", "dilated", 45_645_379),
+])
+def test_paper_architectures_from_official_configs(tmp_path: Path, preset: str, architecture: str,
+                                                   parameters: int) -> None:
+    """An official model dir's config.yaml alone names the architecture; parameters match the official counts."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"generator": generator_config(preset)}))
+    info = describe_model_dir(tmp_path)
+    assert (info["architecture"], info["parameters"]) == (architecture, parameters)
+    assert info["train_masks"] is None and info["mask_interp"] is None  # no train_config.yaml: not recorded
