@@ -103,15 +103,16 @@ def find_pairs(indir: str | Path, outdir: str | Path, img_suffix: str = ".png", 
 
 def read_image(path: Path) -> np.ndarray:
     """RGB float32 CHW in [0,1]; greyscale is replicated and alpha dropped without compositing."""
-    return np.asarray(_open(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255
+    return np.asarray(open_image(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255
 
 
 def read_mask(path: Path) -> np.ndarray:
     """float32 [1,H,W] in [0,1] via PIL 'L' (ITU-R 601-2 luma for colour masks; alpha of LA dropped)."""
-    return np.asarray(_open(path).convert("L"), dtype=np.float32)[None] / 255
+    return np.asarray(open_image(path).convert("L"), dtype=np.float32)[None] / 255
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """A loaded PIL image; a missing or unreadable file is an ``InputError`` naming it."""
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from lama.files import atomic_write
-from lama.predict import MaskImagePair, find_pairs
+from lama.predict import MaskImagePair, find_pairs, open_image
 
 STAND_IN_MARK = "†"
 METRIC_TITLES = {"fid": "FID", "lpips": "LPIPS"}
@@ -132,7 +132,7 @@ def sample_grid(mask_dir: Path, predictions_dir: Path, samples: int) -> np.ndarr
 
 def _row_tiles(pair: MaskImagePair) -> tuple[np.ndarray, ...]:
     image = _read_rgb(pair.image)
-    hole = np.asarray(_open(pair.mask).convert("L")) > 0
+    hole = np.asarray(open_image(pair.mask).convert("L")) > 0
     prediction = _read_rgb(pair.output)
     if hole.shape != image.shape[:2]:
         raise ValueError(f"{pair.mask}: mask is {hole.shape[::-1]}, image {pair.image} is {image.shape[1::-1]}")
@@ -143,15 +143,7 @@ def _row_tiles(pair: MaskImagePair) -> tuple[np.ndarray, ...]:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    return np.asarray(_open(path).convert("RGB"))
-
-
-def _open(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
-    image = Image.open(path)
-    image.load()
-    return image
+    return np.asarray(open_image(path).convert("RGB"))
 
 
 def _draw_header(canvas: np.ndarray, tile_width: int) -> None:
