@@ -50,7 +50,10 @@ def describe_mask_set(folder: str | Path, image_sizes: Iterable[tuple[int, int]]
     name = folder.resolve().name
     kind = _kind_from_name(config_name or "") or _kind_from_name(name)
     sizes = set(image_sizes)
-    size = next(iter(sizes))[0] if len(sizes) == 1 and len(set(next(iter(sizes)))) == 1 else None
+    size = None
+    if len(sizes) == 1:
+        width, height = sizes.pop()
+        size = width if width == height else None
     return {"name": name, "kind": kind, "size": size, "path": str(folder)}
 
 
