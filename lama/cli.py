@@ -139,6 +139,20 @@ def run_report(args: argparse.Namespace) -> int:
                                                             samples=args.samples, progress=not args.quiet))
 
 
+def run_params(args: argparse.Namespace) -> int:
+    from lama.config import ConfigError, compose_params
+
+    try:
+        params = compose_params(args.overrides, args.config_dir, args.out, check=args.check)
+    except ConfigError as error:
+        print(f"lama params: {error}", file=sys.stderr)
+        return 1 if args.check else 2
+    runs = ", ".join(params.run_names)
+    verb = "matches a fresh composition" if args.check else "written"
+    print(f"lama params: {args.out} {verb} (profile {params.profile}; runs {runs})", file=sys.stderr)
+    return 0
+
+
 def run_weights(args: argparse.Namespace) -> int:
     from lama import weights
 
@@ -301,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--samples", type=int, default=4, help="rows per sample grid (default 4)")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     report.set_defaults(run=run_report)
+
+    params = commands.add_parser(
+        "params", help="compose configs/ into params.yaml (as dvc exp run does) and check every value",
+        description="Composes the Hydra config groups in configs/ with OVERRIDES (profile=paper, generator=dilated, "
+        "loss.mask_interp=bicubic, ...) into params.yaml, byte-identical to DVC's composition, after checking every "
+        "key and value; a bad one leaves params.yaml as it was. `dvc repro` then runs what it says.")
+    params.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, e.g. profile=paper")
+    params.add_argument("--config-dir", default="configs", help="the config groups (default configs)")
+    params.add_argument("--out", default="params.yaml", help="the file to write (default params.yaml)")
+    params.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if OUT differs from a fresh composition")
+    params.set_defaults(run=run_params)
 
     weights = commands.add_parser("weights", help="list or fetch the pretrained files (cached under $LAMA_HOME)")
     weights.add_argument("action", choices=("list", "fetch"))

@@ -64,6 +64,8 @@ from lama.files import atomic_write
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# Written by training into its out_dir: the MLflow run (id, URI) that later stages log a model's scores into.
+TRACKING_REFERENCE = "tracking.json"
 DEFAULT_RECORD_ROOT = Path("mlflow-offline")
 ARTIFACTS_DIR = "mlartifacts"
 # MLflow's limits (mlflow.utils.validation): longer values are rejected unless MLFLOW_TRUNCATE_LONG_VALUES is set.
@@ -734,6 +736,41 @@ class Tracker:
 
         self._guard("the run's end", lambda: self._client.set_terminated(self.run_id, status, end_time), offline)
         self._active = False
+
+
+def log_final_scores(model_dir: str | Path, scores: Mapping[str, float], tags: Mapping[str, str] | None = None,
+                     ) -> str | None:
+    """Add a model's evaluation scores to the MLflow run that trained it, named in ``model_dir``'s
+    :data:`TRACKING_REFERENCE`, so one run (one row of ``mlflow ui``) shows a model's params and final scores.
+
+    Returns the run id, or None (with a warning) when there is no reference, the training was tracked offline, or
+    the store cannot be reached: the scores stay in the evaluation's own files either way."""
+    if not is_rank_zero():
+        return None
+    reference_file = Path(model_dir) / TRACKING_REFERENCE
+    if not reference_file.is_file():
+        log.warning("%s: no MLflow reference (was the training tracked?); scores are not added to a run",
+                    reference_file)
+        return None
+    reference = json.loads(reference_file.read_text())
+    run_id, uri = reference.get("run_id"), reference.get("tracking_uri")
+    if not run_id or reference.get("offline") or str(run_id).startswith(OFFLINE_PREFIX) or not _reachable(uri):
+        log.warning("the training run of %s is not reachable in MLflow (%s); scores are not added to it",
+                    model_dir, uri)
+        return None
+    mlflow = _mlflow()
+    entities = mlflow.entities
+    now = _now_ms()
+    try:
+        _client(uri).log_batch(
+            run_id,
+            metrics=[entities.Metric(key, float(value), now, 0) for key, value in sorted(scores.items())],
+            tags=[entities.RunTag(key, _truncate(str(value), TAG_VALUE_LIMIT, "")) for key, value in
+                  sorted((tags or {}).items())])
+    except Exception as exc:  # the scores are on disk; MLflow is the comparison view, not the record
+        log.warning("adding scores to MLflow run %s at %s failed (%s)", run_id, uri, exc)
+        return None
+    return run_id
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# Set up .venv, then run the main job: inpaint the shipped example with `lama predict`.
-# The example model is an untrained Big-LaMa-shaped network (random weights, seed 0) until the training
-# pipeline produces real ones; the command path is the one used with official checkpoints.
+# Set up .venv, then run the main job: `dvc repro` rebuilds the paper's tables on the embedded sample profile
+# (prepare -> masks -> train -> predict -> evaluate -> report). Arguments go to `dvc repro`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-model=outputs/example-model
-if [ ! -f "$model/models/best.ckpt" ]; then
-    .venv/bin/lama init-model big-lama "$model" --ngf 16 --seed 0
-fi
-.venv/bin/lama predict "$model" examples/input outputs/example-predictions
-echo "run: inpainted images are in outputs/example-predictions/" >&2
+export PATH="$PWD/.venv/bin:$PATH"  # the stages run `python`, the one of .venv
+lama params --check  # params.yaml must be what configs/ compose to (`lama params` recomposes it)
+dvc repro "$@"
+echo "run: tables in reports/tables.md, Fig. 6 in reports/fig6_resolution.png; 'dvc metrics show' for the scores," \
+     "'.venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db' for every run" >&2

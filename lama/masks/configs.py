@@ -84,9 +84,34 @@ EVAL_CONFIGS: dict[str, EvalSetConfig] = {
 }
 
 
+# Stroke and box lengths in pixels, scaled with the image side for sizes the official code has no config for.
+_SCALED_KEYS = {"max_width", "max_len", "margin", "bbox_min_size", "bbox_max_size"}
+
+
+def scaled_eval_config(kind: str, size: int) -> EvalSetConfig:
+    """``kind`` masks for ``size``² images: the official config of the nearest smaller size (256 below 512) with
+    its lengths scaled by size / base, the recipe for the paper's resolution study (Fig. 6, 256 to 1536)."""
+    base = 512 if size >= 512 else 256
+    official = EVAL_CONFIGS[f"{kind}_{base}"]
+    factor = size / base
+
+    def scale(section: dict[str, Any]) -> dict[str, Any]:
+        return {key: max(1, round(value * factor)) if key in _SCALED_KEYS else value for key, value in section.items()}
+
+    generator = {key: scale(value) if isinstance(value, dict) else value for key, value in official.generator.items()}
+    return EvalSetConfig(generator=generator, out_min_size=size)
+
+
 def eval_set_config(name: str) -> EvalSetConfig:
-    """The eval config ``name`` (``thin_256`` or the official ``random_thin_256``); KeyError if unknown."""
-    return EVAL_CONFIGS[name.removeprefix("random_")]
+    """The eval config ``name``: an official one (``thin_256`` or ``random_thin_256``) or a scaled ``<kind>_<size>``
+    such as ``thick_1024`` (:func:`scaled_eval_config`); KeyError if neither."""
+    name = name.removeprefix("random_")
+    if name in EVAL_CONFIGS:
+        return EVAL_CONFIGS[name]
+    kind, _, size = name.partition("_")
+    if kind in ("thin", "medium", "thick") and size.isdigit() and 32 <= int(size) <= 8192:
+        return scaled_eval_config(kind, int(size))
+    raise KeyError(name)
 
 
 def known_config_names() -> list[str]:

@@ -258,7 +258,8 @@ def _resolve_config(config: str | EvalSetConfig) -> tuple[str, EvalSetConfig]:
         return config, eval_set_config(config)
     except KeyError:
         expected = ", ".join(EVAL_CONFIGS)
-        raise ValueError(f"unknown eval mask config {config!r}; expected one of {expected}") from None
+        raise ValueError(f"unknown eval mask config {config!r}; expected one of {expected}, or a scaled "
+                         "<thin|medium|thick>_<size> such as thick_1024") from None
 
 
 def _refuse_colliding_outputs(sources: list[Path], indir: Path) -> None:

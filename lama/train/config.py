@@ -21,7 +21,7 @@ from lama.data.loader import LoaderConfig
 from lama.losses.total import LossConfig
 from lama.models.generators import generator_config
 
-RESUME_MODES = ("auto", "never")
+RESUME_MODES = ("auto", "never", "same-config")
 PRECISIONS = ("auto", "no", "bf16")
 EVAL_WEIGHTS = ("pretrained", "stand-in")
 FID_METHODS = ("svd", "sqrtm")
@@ -101,7 +101,9 @@ class TrainConfig:
     steps: int = 1000
     out_dir: str = "runs/train"
     seed: int = 0
-    resume: str = "auto"  # auto: continue from out_dir's last state if there is one; never; or a state dir
+    # auto: continue from out_dir's last state if there is one; never; a state dir; or same-config: continue only a
+    # state saved with this config (train.steps and the cadences may differ), else empty out_dir and start over.
+    resume: str = "auto"
     save_every: int = 500
     keep_states: int = 2
     val_every: int = 500
@@ -166,6 +168,28 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain containers, as written to config.yaml and logged as params."""
         return OmegaConf.to_container(OmegaConf.structured(self), resolve=True)
+
+
+# What may change between a run and its resumed continuation.
+RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.resume", "train.save_every", "train.keep_states",
+                     "train.val_every", "train.log_every", "train.sample_every", "tracking")
+
+
+def config_difference(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The first key whose value differs between two run configs (``to_dict()`` form), ignoring
+    :data:`RESUMABLE_CHANGES`; None when a state saved under ``saved`` may be continued under ``current``."""
+    for key in sorted(set(saved) | set(current)):
+        name = f"{prefix}{key}"
+        if name in RESUMABLE_CHANGES:
+            continue
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            difference = config_difference(old, new, f"{name}.")
+            if difference is not None:
+                return difference
+        elif old != new:
+            return f"{name}: {old!r} -> {new!r}"
+    return None
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -37,8 +38,8 @@ from lama.losses.total import LamaLoss
 from lama.models.discriminator import NLayerDiscriminator
 from lama.models.generators import build_generator
 from lama.models.model_dir import InpaintingModel, save_model_dir
-from lama.tracking import Tracker, run_tags
-from lama.train.config import MAXIMISED, ConfigError, RunConfig
+from lama.tracking import TRACKING_REFERENCE, Tracker, run_tags
+from lama.train.config import MAXIMISED, ConfigError, RunConfig, config_difference
 from lama.train.state import StateStore, TrainProgress
 from lama.train.step import GanStep
 from lama.train.validation import ValidationSet, sample_grid, validate
@@ -180,6 +181,9 @@ class TrainingRun:
 
     def _resume(self) -> None:
         setting = self.config.train.resume
+        if setting == "same-config":
+            self._clear_if_config_changed()
+            setting = "auto"
         latest = self.store.latest()
         if setting == "never":
             if latest is not None:
@@ -191,6 +195,18 @@ class TrainingRun:
             return
         self.accelerator.load_state(str(source))
         log.info("resumed from %s at step %d", source, self.progress.step)
+
+    def _clear_if_config_changed(self) -> None:
+        """Empty ``out_dir`` when it holds another config's run, so that only a state of this config is continued.
+
+        Keys that may change across a resume (the length, the logging cadence, tracking) do not count."""
+        saved = self.out_dir / "train_config.yaml"
+        if self.accelerator.is_main_process and saved.is_file():
+            difference = config_difference(yaml.safe_load(saved.read_text()) or {}, self.config.to_dict())
+            if difference is not None:
+                log.warning("%s holds a run of another config (%s); starting over", self.out_dir, difference)
+                shutil.rmtree(self.out_dir)
+        self.accelerator.wait_for_everyone()
 
     # -- the loop --
 
@@ -360,6 +376,11 @@ class TrainingRun:
                                resume_run_id=self.progress.tracking_run_id, system_metrics=tracking.system_metrics)
         self.progress.tracking_run_id = run_id
         tracker.log_model_dir_reference(self.out_dir)
+        # Where later stages (evaluate) add their numbers, so one MLflow run holds a model's params and final scores.
+        reference = {"run_id": run_id, "tracking_uri": tracker.tracking_uri, "experiment": tracking.experiment,
+                     "offline": tracker.offline}
+        atomic_write(self.out_dir / TRACKING_REFERENCE,
+                     lambda f: f.write(json.dumps(reference, indent=2).encode()))
         return tracker
 
     def _end_tracking(self, status: str) -> None:

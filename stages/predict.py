@@ -1,0 +1,21 @@
+"""Stage predict: inpaint one eval mask set with one run's model, ``stages/predict.py RUN MASK_SET``."""
+
+import sys
+
+from layout import mask_set_dir, model_dir, predictions_dir, run_stage
+
+from lama.predict import ModelOptions, PredictOptions, predict_folder
+
+
+def main(params, raw) -> int:
+    run, mask_set = sys.argv[1:3]
+    options = PredictOptions(model=ModelOptions(path=str(model_dir(run))), indir=str(mask_set_dir("test", mask_set)),
+                             outdir=str(predictions_dir(run, mask_set)),
+                             device=params.eval.device, precision=params.eval.precision)
+    options.validate()
+    summary = predict_folder(options)
+    print(summary)
+    return 1 if summary.failures else 0
+
+
+run_stage("predict", main)
