@@ -44,7 +44,8 @@ def test_setup_pins_the_torch_build_it_was_tested_with() -> None:
                     reason="ruff is not installed (it comes with the dev extra)")
 def test_code_is_ruff_clean() -> None:
     ruff = shutil.which("ruff", path=str(REPO / ".venv/bin")) or shutil.which("ruff")
-    result = subprocess.run([ruff, "check", "lama", "tests", "benchmarks"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([ruff, "check", "lama", "tests", "benchmarks", "stages"], cwd=REPO, capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

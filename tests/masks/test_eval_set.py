@@ -193,3 +193,21 @@ def test_cli_reports_and_exits_cleanly(images: Path, tmp_path: Path, capsys: pyt
     assert "unknown eval mask config 'thin_300'" in capsys.readouterr().err
     assert main(["masks", "thin_256", str(tmp_path / "missing"), str(tmp_path / "x"), "-q"]) == 2
     assert "input image folder not found" in capsys.readouterr().err
+
+
+def test_mask_sets_for_other_sizes_scale_the_official_lengths() -> None:
+    from lama.masks.configs import EVAL_CONFIGS, eval_set_config
+
+    assert eval_set_config("thick_512") is EVAL_CONFIGS["thick_512"]
+    doubled = eval_set_config("thick_1024")
+    official = EVAL_CONFIGS["thick_512"].generator
+    assert doubled.out_min_size == 1024
+    assert doubled.generator["irregular_kwargs"] == {**official["irregular_kwargs"], "max_width": 500, "max_len": 900}
+    assert doubled.generator["box_kwargs"] == {**official["box_kwargs"], "margin": 20, "bbox_min_size": 60,
+                                               "bbox_max_size": 600}
+    assert doubled.generator["box_proba"] == official["box_proba"]
+    thin = eval_set_config("thin_384")  # below 512 the 256 config is the base: 1.5 × its lengths
+    assert thin.generator["irregular_kwargs"]["max_width"] == 15 and thin.out_min_size == 384
+    for name in ("wide_512", "thick_", "thick_x", "thick_16"):
+        with pytest.raises(KeyError):
+            eval_set_config(name)

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+import yaml
 from accelerate import Accelerator
 
 from lama.losses.total import LamaLoss, LossConfig
@@ -17,6 +18,7 @@ from lama.models.discriminator import NLayerDiscriminator
 from lama.models.generators import build_generator
 from lama.models.model_dir import InpaintingModel, load_model
 from lama.train import ConfigError, NonFiniteLossError, load_config, train
+from lama.train.config import config_difference
 from lama.train.loop import resolve_precision
 from lama.train.step import GanStep
 from tests.train.conftest import TINY_GENERATOR, tiny_config
@@ -144,6 +146,8 @@ def test_a_run_writes_an_official_model_dir_a_log_and_an_mlflow_run(
     assert params["loss.kappa"] == "10.0" and params["data.loader.batch_size"] == "2"
     assert tags["dvc.exp_name"] == "tiny-exp" if "dvc.exp_name" in tags else "tiny-exp" in tags.values()
     assert any("stand-in" in value for key, value in tags.items() if key.startswith("label."))
+    reference = json.loads((run / "tracking.json").read_text())
+    assert reference["run_id"] == mlflow_run.info.run_id and reference["offline"] is False
     history = client.get_metric_history(mlflow_run.info.run_id, "train/gen/total")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
     assert {m.step for m in client.get_metric_history(mlflow_run.info.run_id, "val/fid_stand-in")} == {2, 4}
@@ -185,6 +189,32 @@ def test_resume_never_refuses_to_overwrite_a_saved_run(tmp_path: Path, embedded_
     assert again.step == 3
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+
+
+def test_resume_same_config_continues_its_own_state_and_starts_over_on_another_config(
+    tmp_path: Path, embedded_data: Path
+) -> None:
+    base = tiny_config(embedded_data, tmp_path / "run", data={"val": None}, train={"steps": 2, "resume": "same-config"},
+                       tracking={"enabled": False})
+    train(load_config(base=base))
+    # A longer schedule is the same run: it continues from step 2.
+    assert train(load_config(base=base, overrides=["train.steps=3"])).step == 3
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    # Another loss is another run: the old state, log and samples go, training starts from step 0.
+    again = train(load_config(base=base, overrides=["train.steps=3", "loss.mask_interp=bicubic"]))
+    assert again.step == 3
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3] and (tmp_path / "run" / "state" / "latest").read_text().strip() == "step-000000003"
+    saved = yaml.safe_load((tmp_path / "run" / "train_config.yaml").read_text())
+    assert saved["loss"]["mask_interp"] == "bicubic"
+
+
+def test_config_difference_ignores_what_a_resumed_run_may_change() -> None:
+    saved = load_config(base={"train": {"steps": 10}}).to_dict()
+    assert config_difference(saved, load_config(base={"train": {"steps": 20, "log_every": 3}}).to_dict()) is None
+    changed = load_config(base={"train": {"steps": 10}, "loss": {"alpha": 3.0}}).to_dict()
+    assert config_difference(saved, changed) == "loss.alpha: 30.0 -> 3.0"
 
 
 def test_training_goes_on_when_the_tracking_server_is_unreachable(

@@ -1,0 +1,146 @@
+"""The pipeline's params: configs/ composes into the committed params.yaml, both profiles build every run, and a
+typo or a bad value fails with one line naming the key before any stage works."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc.utils.hydra import compose_and_dump
+from omegaconf import OmegaConf
+
+from lama.config import ConfigError, compose_params, load_params, run_config
+from lama.models.generators import PRESETS, build_generator, count_parameters
+from tests.conftest import REPO
+
+CONFIGS = REPO / "configs"
+# Table 2's architectures (and Big LaMa) by their configs/generator name, with the official parameter counts.
+GENERATOR_GROUP = {"fourier": ("lama-fourier", 27_048_835), "dilated": ("lama-dilated", 45_645_379),
+                   "regular": ("lama-regular", 45_617_731), "shallow": ("lama-fourier-shallow", 19_073_155),
+                   "deep": ("lama-regular-deep", 73_947_715), "big-lama": ("big-lama", 50_975_875)}
+
+
+def lama_params(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lama.cli", "params", *arguments], cwd=REPO, capture_output=True,
+                          text=True)
+
+
+def test_params_yaml_is_what_dvc_composes_from_configs(tmp_path: Path) -> None:
+    # DVC's own composition (what `dvc exp run` writes), called the way DVC calls it, is the reference.
+    composed = tmp_path / "params.yaml"
+    compose_and_dump(composed, str(CONFIGS), None, "config", str(REPO), [])
+    assert (REPO / "params.yaml").read_text() == composed.read_text(), "params.yaml is stale: run 'lama params'"
+    # `lama params` writes the same bytes.
+    ours = tmp_path / "ours.yaml"
+    compose_params(out=ours, config_dir=CONFIGS)
+    assert ours.read_bytes() == composed.read_bytes()
+
+
+def test_the_sample_profile_trains_one_small_run_on_the_embedded_set() -> None:
+    params, raw = load_params(REPO / "params.yaml")
+    assert (params.profile, params.run_names, params.prepare.source) == ("sample", ["lama"], "embedded")
+    config = run_config(raw, "lama", "data/prepared", "data/eval/val/thick_256", "models/lama")
+    assert config.generator["kind"] == "ffc_resnet" and config.generator["ngf"] == 8
+    assert config.generator["n_blocks"] == 9  # the architecture keeps its depth; only the width is narrowed
+    assert (config.data.train, config.data.val, config.train.out_dir) == (
+        "data/prepared", "data/eval/val/thick_256", "models/lama")
+    assert config.loss.hrf_weights == config.train.eval_weights == params.eval.weights == "stand-in"
+
+
+def test_generator_configs_are_the_library_presets() -> None:
+    assert sorted(path.stem for path in (CONFIGS / "generator").glob("*.yaml")) == sorted(GENERATOR_GROUP)
+    for name, (preset, parameters) in GENERATOR_GROUP.items():
+        section = yaml.safe_load((CONFIGS / "generator" / f"{name}.yaml").read_text())
+        assert section == PRESETS[preset], name
+        if parameters < 30_000_000:  # building the 45-74M nets adds nothing: their presets are tested in models/
+            assert count_parameters(build_generator(section)) == parameters
+
+
+def test_the_paper_profile_builds_every_run_of_the_tables(tmp_path: Path) -> None:
+    params = compose_params(["profile=paper", "prepare.root=/data/places365"], CONFIGS, tmp_path / "params.yaml")
+    _, raw = load_params(tmp_path / "params.yaml")
+    assert params.run_names == ["fourier", "dilated", "regular", "shallow", "deep", "regular_narrow",
+                                "fourier_bilinear", "fourier_bicubic", "big-lama"]
+    runs = {name: run_config(raw, name, "data/prepared", None, f"models/{name}") for name in params.run_names}
+    expected = {"fourier": "lama-fourier", "dilated": "lama-dilated", "regular": "lama-regular",
+                "shallow": "lama-fourier-shallow", "deep": "lama-regular-deep", "regular_narrow": "lama-regular",
+                "fourier_bilinear": "lama-fourier", "fourier_bicubic": "lama-fourier", "big-lama": "big-lama"}
+    for name, preset in expected.items():
+        assert runs[name].generator == PRESETS[preset], name
+    assert {name: run.data.loader.masks for name, run in runs.items() if run.data.loader.masks != "wide"} == {
+        "regular_narrow": "narrow"}
+    assert {name: run.loss.mask_interp for name, run in runs.items() if run.loss.mask_interp != "none"} == {
+        "fourier_bilinear": "bilinear", "fourier_bicubic": "bicubic"}
+    assert runs["big-lama"].data.loader.batch_size == 15 and runs["fourier"].data.loader.batch_size == 10
+    assert runs["fourier"].train.steps == 1_000_000 and runs["fourier"].loss.hrf_weights == "pretrained"
+    assert params.eval.mask_sets == ["thin_256", "medium_256", "thick_256", "thin_512", "medium_512", "thick_512"]
+    assert params.eval.all_mask_sets[-3:] == ["thick_768", "thick_1024", "thick_1536"]
+    assert (params.eval.weights, params.eval.fid_method, params.report.table_size) == ("pretrained", "sqrtm", 512)
+    assert params.launcher.startswith("accelerate launch")
+
+
+def test_a_group_switch_and_a_value_override_change_the_run(tmp_path: Path) -> None:
+    compose_params(["generator=dilated", "loss.mask_interp=bicubic", "masks=narrow"], CONFIGS,
+                   tmp_path / "params.yaml")
+    _, raw = load_params(tmp_path / "params.yaml")
+    config = run_config(raw, "lama", "data/prepared", None, "models/lama")
+    assert config.generator["kind"] == "pix2pixhd_multidilated" and config.generator["ngf"] == 8
+    assert (config.loss.mask_interp, config.data.loader.masks) == ("bicubic", "narrow")
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ("loss.mask_intrp=bicubic", "loss.mask_intrp"),
+    ("loss.mask_interp=bicubc", "loss.mask_interp"),
+    ("train.steps=0", "train.steps"),
+    ("eval.mask_sets=[thin_256,wide_512]", "wide_512"),
+    ("eval.resolution_sizes=[256]", "eval.resolution_sizes"),
+    ("data.val_mask_set=thick_1024", "prepare.eval_sizes"),
+    ("generator.n_blokcs=3", "n_blokcs"),
+    ("profile=paper", "prepare.root"),
+])
+def test_a_typo_or_a_bad_value_fails_naming_the_key_and_keeps_params_yaml(
+    tmp_path: Path, override: str, named: str
+) -> None:
+    out = tmp_path / "params.yaml"
+    out.write_text("kept\n")
+    result = lama_params(override, "--out", str(out))
+    assert result.returncode == 2
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and named in message, message
+    assert out.read_text() == "kept\n"
+
+
+def test_a_typo_in_a_config_file_fails_naming_the_key(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    loss = configs / "loss" / "lama.yaml"
+    loss.write_text(loss.read_text() + "kapa: 3\n")
+    with pytest.raises(ConfigError, match=r"loss\.kapa"):
+        compose_params([], configs, tmp_path / "params.yaml")
+    assert not (tmp_path / "params.yaml").exists()
+
+
+def test_check_tells_a_stale_params_yaml(tmp_path: Path) -> None:
+    stale = tmp_path / "params.yaml"
+    compose_params([], CONFIGS, stale)
+    assert lama_params("--check", "--out", str(stale)).returncode == 0
+    stale.write_text(stale.read_text().replace("steps: 300", "steps: 301"))
+    result = lama_params("--check", "--out", str(stale))
+    assert result.returncode == 1 and "differs from a fresh composition" in result.stderr
+
+
+def test_a_bad_params_yaml_names_the_file_and_the_key(tmp_path: Path) -> None:
+    raw = OmegaConf.load(REPO / "params.yaml")
+    raw.runs.lama = {"losss": {"alpha": 1}}
+    path = tmp_path / "params.yaml"
+    path.write_text(OmegaConf.to_yaml(raw))
+    with pytest.raises(ConfigError, match=rf"^{path}: runs\.lama\.losss: a run may override only"):
+        load_params(path)
+    raw.runs.lama = {"generator": dict(PRESETS["lama-regular"], ngf=8)}  # a run's generator replaces, not merges
+    path.write_text(OmegaConf.to_yaml(raw))
+    _, loaded = load_params(path)
+    assert run_config(loaded, "lama", "d", None, "m").generator == dict(PRESETS["lama-regular"], ngf=8)
