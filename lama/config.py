@@ -77,9 +77,8 @@ class EvalParams:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"eval.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
-        for key in ("batch_size",):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"eval.{key}={getattr(self, key)}: expected a positive integer")
+        if self.batch_size < 1:
+            raise ConfigError(f"eval.batch_size={self.batch_size}: expected a positive integer")
 
     @property
     def all_mask_sets(self) -> list[str]:

@@ -29,7 +29,8 @@ def main(params, raw) -> None:
         {"bin": name, **{key: value["mean"] if isinstance(value, dict) else value for key, value in scores.items()}}
         for name, scores in evaluation["bins"].items() if name != "total"])
     if params.tracking.enabled:
-        tags = {f"eval.{mask_set}.dvc_exp_name": os.environ.get("DVC_EXP_NAME", "")}
+        experiment = os.environ.get("DVC_EXP_NAME")
+        tags = {f"eval.{mask_set}.dvc_exp_name": experiment} if experiment else {}
         log_final_scores(model_dir(run), {f"eval.{mask_set}.{key}": value for key, value in totals.items()}, tags)
 
 
