@@ -189,8 +189,8 @@ def test_square_crop_on_a_wide_image_keeps_the_mask_end_inside() -> None:
 def test_cli_reports_and_exits_cleanly(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["masks", "thin_256", str(images), str(tmp_path / "out"), "-q", "--n-jobs", "2"]) == 0
     assert "5 pairs from 6 images; dropped 1: 1 unreadable" in capsys.readouterr().err
-    assert main(["masks", "thin_300", str(images), str(tmp_path / "x"), "-q"]) == 2
-    assert "unknown eval mask config 'thin_300'" in capsys.readouterr().err
+    assert main(["masks", "wide_300", str(images), str(tmp_path / "x"), "-q"]) == 2
+    assert "unknown eval mask config 'wide_300'" in capsys.readouterr().err
     assert main(["masks", "thin_256", str(tmp_path / "missing"), str(tmp_path / "x"), "-q"]) == 2
     assert "input image folder not found" in capsys.readouterr().err
 
