@@ -23,7 +23,9 @@ from lama.data.prepare import PrepareConfig
 from lama.files import atomic_write
 from lama.losses.total import LossConfig
 from lama.masks.configs import eval_set_config
+from lama.models.inference import PRECISIONS
 from lama.train.config import (
+    EVAL_WEIGHTS,
     FID_METHODS,
     ConfigError,
     DiscriminatorConfig,
@@ -37,8 +39,6 @@ from lama.train.config import (
 PARAMS_FILE = "params.yaml"
 CONFIG_DIR = "configs"
 CONFIG_NAME = "config"
-EVAL_WEIGHTS = ("pretrained", "stand-in")
-PRECISIONS = ("fp32", "bf16")
 # What a run may override: the sections a training reads. Anything else in a run is a typo.
 RUN_SECTIONS = ("generator", "discriminator", "loss", "optim", "data", "train")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -13,6 +13,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from lama.config import ConfigError, PipelineParams, load_params
+from lama.files import atomic_write
+from lama.tracking import resolve_tracking_uri
 
 PREPARED = Path("data/prepared")
 TRAIN_METRICS = Path("metrics/train")
@@ -38,15 +40,14 @@ def result_file(run: str, mask_set: str) -> Path:
 
 
 def write_json(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n")
+    atomic_write(path, lambda handle: handle.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
 def tracking_uri(params: PipelineParams) -> str:
     """params, then $MLFLOW_TRACKING_URI, then the repository's mlflow.db. DVC runs queued experiments in copies
     of the repository; DVC_ROOT names the original, so every run lands in one store."""
     root = Path(os.environ.get("DVC_ROOT") or Path.cwd()).absolute()
-    return params.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    return resolve_tracking_uri(params.tracking.uri, default=f"sqlite:///{root / 'mlflow.db'}")
 
 
 def run_stage(name: str, body: Callable[[PipelineParams, DictConfig], int | None]) -> None:

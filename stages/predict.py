@@ -12,8 +12,7 @@ def main(params, raw) -> int:
     options = PredictOptions(model=ModelOptions(path=str(model_dir(run))), indir=str(mask_set_dir("test", mask_set)),
                              outdir=str(predictions_dir(run, mask_set)),
                              device=params.eval.device, precision=params.eval.precision)
-    options.validate()
-    summary = predict_folder(options)
+    summary = predict_folder(options)  # validates the options first
     print(summary)
     return 1 if summary.failures else 0
 
