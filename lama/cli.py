@@ -185,6 +185,37 @@ def run_train(args: argparse.Namespace) -> int:
     return train_main(args.arguments)
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    import optuna
+
+    from lama.config import ConfigError, load_params
+    from lama.sweep.pipeline import join, open_from_params, run_search
+    from lama.sweep.search import default_storage, work
+
+    logging.getLogger("lama").setLevel(logging.INFO)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if args.worker:
+            if args.overrides:
+                raise ConfigError("--worker takes its settings from the storage; OVERRIDES are for 'lama sweep'")
+            search = join(args.storage or default_storage(), args.name, args.wait)
+            plan = work(search)
+            print(f"lama sweep: search {search.name} {plan.reason}; this worker is done", file=sys.stderr)
+            return 0
+        params, raw = load_params(args.params, overrides=args.overrides)
+        search = open_from_params(params, raw, args.storage, args.name)
+        summary = run_search(search)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"lama sweep: {error}", file=sys.stderr)
+        return 2
+    best = summary["best"]
+    found = "no setting finished" if best is None else f"best {best['setting']} ({summary['objective']} " \
+        f"{best['value']:.6g})"
+    print(f"lama sweep: search {search.name}: {summary['reason']}; {found} -> {search.config.out_dir}, "
+          f"{search.config.loss_config}", file=sys.stderr)
+    return 0
+
+
 def run_sync_tracking(args: argparse.Namespace) -> int:
     from lama.tracking import sync_offline_records
 
@@ -327,6 +358,26 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if OUT differs from a fresh composition")
     params.set_defaults(run=run_params)
+
+    sweep = commands.add_parser(
+        "sweep", help="coordinate-wise beam search over the loss weights kappa/alpha/beta/gamma (Optuna)",
+        description="Tunes the loss weights of a run of params.yaml as the paper did: rounds over the coordinates, "
+        "a log-spaced grid per coordinate around the best settings so far (beam), a short training per setting "
+        "scored on the val set, pruning of hopeless trials, until a round brings no improvement. The search lives "
+        "in an Optuna storage (SQLite by default; PostgreSQL for workers on many hosts), so a rerun resumes it and "
+        "'lama sweep --worker' processes anywhere share it. Writes sweep.out_dir and sweep.loss_config.")
+    sweep.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                       help="params.yaml values, e.g. sweep.beam_width=1 sweep.steps=200")
+    sweep.add_argument("--params", default="params.yaml", help="the pipeline's params (default params.yaml)")
+    sweep.add_argument("--storage", help="Optuna storage URL (default sweep.storage, else sqlite:///optuna.db), "
+                       "e.g. postgresql://user:password@host/db")
+    sweep.add_argument("--name", help="the search's name (default sweep.name, else the run and a hash); with "
+                       "--worker: default the only search in the storage")
+    sweep.add_argument("--worker", action="store_true",
+                       help="join a search that 'lama sweep' opened and evaluate its settings until it ends")
+    sweep.add_argument("--wait", type=float, default=300.0,
+                       help="--worker: seconds to wait for the search to appear (default 300)")
+    sweep.set_defaults(run=run_sweep)
 
     weights = commands.add_parser("weights", help="list or fetch the pretrained files (cached under $LAMA_HOME)")
     weights.add_argument("action", choices=("list", "fetch"))

@@ -8,6 +8,7 @@ each run is the top-level training sections with its own overrides merged on top
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from lama.files import atomic_write
 from lama.losses.total import LossConfig
 from lama.masks.configs import eval_set_config
 from lama.models.inference import PRECISIONS
+from lama.sweep.config import SweepConfig
+from lama.tracking import resolve_tracking_uri
 from lama.train.config import (
     EVAL_WEIGHTS,
     FID_METHODS,
@@ -42,6 +45,23 @@ CONFIG_NAME = "config"
 # What a run may override: the sections a training reads. Anything else in a run is a typo.
 RUN_SECTIONS = ("generator", "discriminator", "loss", "optim", "data", "train")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Where the stages read and write (dvc.yaml declares the same paths).
+PREPARED_DIR = Path("data/prepared")
+
+
+def mask_set_dir(split: str, name: str) -> Path:
+    return Path("data/eval") / split / name
+
+
+def repository_root() -> Path:
+    """The repository the pipeline runs in: DVC runs queued experiments in copies of it and names the original in
+    DVC_ROOT, so that every run lands in one MLflow (and Optuna) store."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).absolute()
+
+
+def pipeline_tracking_uri(params: PipelineParams) -> str:
+    """params, then $MLFLOW_TRACKING_URI, then the repository's mlflow.db."""
+    return resolve_tracking_uri(params.tracking.uri, default=f"sqlite:///{repository_root() / 'mlflow.db'}")
 
 
 @dataclass
@@ -111,6 +131,7 @@ class PipelineParams:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     eval: EvalParams = field(default_factory=EvalParams)
     report: ReportParams = field(default_factory=ReportParams)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     runs: dict[str, Any] = field(default_factory=dict)
     run_names: list[str] = field(default_factory=list)
 
@@ -157,9 +178,10 @@ def mask_set_config(name: str, where: str) -> Any:
                           "e.g. thick_512") from None
 
 
-def load_params(path: str | Path = PARAMS_FILE, label: str | None = None) -> tuple[PipelineParams, DictConfig]:
+def load_params(path: str | Path = PARAMS_FILE, label: str | None = None,
+                overrides: Sequence[str] = ()) -> tuple[PipelineParams, DictConfig]:
     """The validated params and the raw tree (for :func:`run_config`); one-line :class:`ConfigError` otherwise,
-    starting with ``label`` (default: the path)."""
+    starting with ``label`` (default: the path). ``overrides`` (``key=value``) apply on top of the file."""
     path = Path(path)
     label = label or str(path)
     if not path.is_file():
@@ -168,7 +190,11 @@ def load_params(path: str | Path = PARAMS_FILE, label: str | None = None) -> tup
         raw = OmegaConf.load(path)
     except Exception as error:  # yaml's scanner/parser errors have no common base worth naming
         raise ConfigError(f"{label}: not valid YAML ({str(error).splitlines()[0]})") from None
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"{override!r}: expected key=value")
     try:
+        raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides))) if overrides else raw
         merged = OmegaConf.merge(OmegaConf.structured(PipelineParams), raw)
         params = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:

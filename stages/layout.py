@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from lama.config import ConfigError, PipelineParams, load_params
+from lama.config import PREPARED_DIR as PREPARED
+from lama.config import ConfigError, PipelineParams, load_params, mask_set_dir
 from lama.files import atomic_write
-from lama.tracking import resolve_tracking_uri
 
-PREPARED = Path("data/prepared")
+__all__ = ["PREPARED", "mask_set_dir"]
 TRAIN_METRICS = Path("metrics/train")
 EVAL_METRICS = Path("metrics/eval")
 REPORTS = Path("reports")
 RESULTS = Path("results")
-
-
-def mask_set_dir(split: str, name: str) -> Path:
-    return Path("data/eval") / split / name
 
 
 def model_dir(run: str) -> Path:
@@ -41,13 +36,6 @@ def result_file(run: str, mask_set: str) -> Path:
 
 def write_json(path: Path, value: object) -> None:
     atomic_write(path, lambda handle: handle.write((json.dumps(value, indent=2) + "\n").encode()))
-
-
-def tracking_uri(params: PipelineParams) -> str:
-    """params, then $MLFLOW_TRACKING_URI, then the repository's mlflow.db. DVC runs queued experiments in copies
-    of the repository; DVC_ROOT names the original, so every run lands in one store."""
-    root = Path(os.environ.get("DVC_ROOT") or Path.cwd()).absolute()
-    return resolve_tracking_uri(params.tracking.uri, default=f"sqlite:///{root / 'mlflow.db'}")
 
 
 def run_stage(name: str, body: Callable[[PipelineParams, DictConfig], int | None]) -> None:

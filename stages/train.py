@@ -7,9 +7,9 @@ import json
 import os
 import sys
 
-from layout import PREPARED, TRAIN_METRICS, mask_set_dir, model_dir, run_stage, tracking_uri, write_json
+from layout import PREPARED, TRAIN_METRICS, mask_set_dir, model_dir, run_stage, write_json
 
-from lama.config import run_config
+from lama.config import pipeline_tracking_uri, run_config
 from lama.train import train
 
 
@@ -17,7 +17,7 @@ def main(params, raw) -> int:
     run = sys.argv[1]
     experiment = os.environ.get("DVC_EXP_NAME")
     config = run_config(raw, run, PREPARED, mask_set_dir("val", params.data.val_mask_set), model_dir(run), [
-        "train.resume=same-config", f"tracking.uri={tracking_uri(params)}",
+        "train.resume=same-config", f"tracking.uri={pipeline_tracking_uri(params)}",
         f"tracking.run_name={f'{experiment}/{run}' if experiment else run}"])
     result = train(config)
     if int(os.environ.get("RANK", "0")) == 0 and result.exit_code == 0:  # DVC's metrics: the numbers only

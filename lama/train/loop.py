@@ -19,7 +19,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,9 +53,13 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the message names the losses and the step."""
 
 
+# Called after every validation with the step and the scores; True stops the run there (a sweep prunes a trial).
+ValidationHook = Callable[[int, dict[str, float]], bool]
+
+
 @dataclass
 class TrainResult:
-    status: str  # finished | interrupted
+    status: str  # finished | interrupted | stopped (by the validation hook)
     step: int
     out_dir: Path
     best_value: float | None
@@ -134,8 +138,11 @@ def stop_requests() -> Iterator[dict[str, int]]:
 class TrainingRun:
     """The state of one training process; ``run()`` trains until ``train.steps`` or a stop signal."""
 
-    def __init__(self, config: RunConfig, accelerator: Accelerator | None = None) -> None:
+    def __init__(self, config: RunConfig, accelerator: Accelerator | None = None,
+                 tags: Mapping[str, str] | None = None, on_validation: ValidationHook | None = None) -> None:
         self.config = config
+        self.extra_tags = dict(tags or {})
+        self.on_validation = on_validation
         self.accelerator = accelerator or make_accelerator()
         self.device = self.accelerator.device
         self.out_dir = Path(config.train.out_dir)
@@ -248,8 +255,10 @@ class TrainingRun:
                         sums, count, started = {}, 0, time.perf_counter()
                     if main and config.train.sample_count and (step % config.train.sample_every == 0 or step == 1):
                         self._sample(batch, predicted, step)
-                    if self.val_set is not None and (step % config.train.val_every == 0 or step == total):
-                        self._validate(step)
+                    validating = self.val_set is not None and (step % config.train.val_every == 0 or step == total)
+                    if validating and self._validate(step) and step < total:
+                        status = "stopped"
+                        break
                     if step % config.train.save_every == 0 or step == total or stop:
                         self._save(step)
                     if stop:
@@ -315,7 +324,8 @@ class TrainingRun:
         if self.tracker is not None:
             self.tracker.log_image(grid, key="samples/train", step=step)
 
-    def _validate(self, step: int) -> None:
+    def _validate(self, step: int) -> bool:
+        """Score the generator on the val set; returns whether the validation hook asks to stop."""
         model = self.accelerator.unwrap_model(self.generator)
         average_batchnorm_statistics(self.accelerator, model)
         scores = validate(model, self.val_set, self.metrics, self.config.data.val_batch_size, self.device)
@@ -331,6 +341,7 @@ class TrainingRun:
             if self.accelerator.is_main_process:
                 self._write_model("best.ckpt", step)
                 log.info("step %d: new best %s = %.4f", step, metric, value)
+        return self.on_validation is not None and bool(self.on_validation(step, scores))
 
     def _save(self, step: int) -> None:
         accelerator = self.accelerator
@@ -370,7 +381,7 @@ class TrainingRun:
         if not tracking.enabled:
             return None
         tracker = Tracker(tracking_uri=tracking.uri, record_root=self.out_dir / "mlflow-offline")
-        tags = {**run_tags(tracking.stage), **{f"label.{k}": v for k, v in self.labels.items()}}
+        tags = {**run_tags(tracking.stage), **{f"label.{k}": v for k, v in self.labels.items()}, **self.extra_tags}
         run_id = tracker.start(tracking.experiment, tracking.run_name or self.out_dir.name,
                                self.config.to_dict(), tags,
                                resume_run_id=self.progress.tracking_run_id, system_metrics=tracking.system_metrics)
@@ -389,6 +400,8 @@ class TrainingRun:
             self.tracker = None
 
 
-def train(config: RunConfig, accelerator: Accelerator | None = None) -> TrainResult:
-    """Train per ``config``; returns when ``train.steps`` are done or a stop signal was handled."""
-    return TrainingRun(config, accelerator).run()
+def train(config: RunConfig, accelerator: Accelerator | None = None, tags: Mapping[str, str] | None = None,
+          on_validation: ValidationHook | None = None) -> TrainResult:
+    """Train per ``config``; returns when ``train.steps`` are done, a stop signal was handled or ``on_validation``
+    returned True. ``tags`` are added to the MLflow run (a sweep names the parent run there)."""
+    return TrainingRun(config, accelerator, tags, on_validation).run()

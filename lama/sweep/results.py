@@ -1,0 +1,173 @@
+"""What a finished search leaves: ``best.json``, a Markdown summary, the trajectory plot, and the best weights as
+a ``loss`` config option (``configs/loss/swept.yaml``) that the train stage composes with ``-S loss=swept``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from lama.files import atomic_write
+from lama.sweep.config import COORDINATES
+from lama.sweep.plan import Plan, setting_key
+from lama.sweep.search import Search
+from lama.sweep.storage import KEY, WORKER
+
+FORMAT = "lama-sweep/1"
+
+
+def summarize(search: Search, plan: Plan) -> dict[str, Any]:
+    """The search as data: the best setting, each round's best, each stage's beam, every trial in the order the
+    trials ended."""
+    trials = []
+    for stage_id, trial in search.storage.all_trials([stage.id for stage in plan.stages]):
+        if trial.user_attrs.get("lama.duplicate") or trial.state == TrialState.RUNNING:
+            continue
+        trials.append({
+            "stage": stage_id.label, "number": trial.number, "setting": trial.user_attrs.get(KEY),
+            "weights": {name: trial.params[name] for name in COORDINATES}, "state": trial.state.name.lower(),
+            "value": trial.value, "worker": trial.user_attrs.get(WORKER),
+            "completed": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
+            "seconds": (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete and trial.datetime_start else None})
+    trials.sort(key=lambda t: (t["completed"] or "", t["stage"], t["number"]))
+    best = plan.best
+    config = search.config
+    return {
+        "format": FORMAT, "search": search.name, "finished": plan.finished, "reason": plan.reason,
+        "objective": config.metric if config.objective == "training" else "closed-form",
+        "direction": "maximize" if search.spec.maximize else "minimize",
+        "initial": search.spec.start,
+        "best": None if best is None else {"weights": best[0], "value": best[1], "setting": setting_key(best[0])},
+        "round_best": plan.round_best,
+        "stages": [{"stage": stage.id.label, "beam": [setting_key(w) for w in stage.beam],
+                    "evaluated": [setting_key(w) for w in stage.todo], "values": stage.values,
+                    "beam_after": [{"setting": setting_key(w), "value": v} for w, v in stage.beam_after]}
+                   for stage in plan.stages],
+        "trials": trials,
+        "settings": {"coordinates": config.coordinates, "grid_points": config.grid_points,
+                     "grid_factor": config.grid_factor, "beam_width": config.beam_width,
+                     "max_rounds": config.max_rounds, "steps": config.steps, "pruner": config.pruner},
+    }
+
+
+def trajectory(summary: dict[str, Any]) -> list[tuple[float, float]]:
+    """(objective, best so far) for each completed trial in order of completion."""
+    maximize = summary["direction"] == "maximize"
+    points, best = [], None
+    for trial in summary["trials"]:
+        if trial["state"] != "complete":
+            continue
+        value = trial["value"]
+        best = value if best is None else (max(best, value) if maximize else min(best, value))
+        points.append((value, best))
+    return points
+
+
+def write_results(summary: dict[str, Any], out_dir: str | Path, loss_config: str | Path | None) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "best.json", out_dir / "sweep.md", out_dir / "trajectory.png"]
+    atomic_write(written[0], lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+    atomic_write(written[1], lambda f: f.write(render_markdown(summary).encode()))
+    plot_trajectory(summary, written[2])
+    if loss_config is not None and summary["best"] is not None:
+        path = Path(loss_config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(render_loss_config(summary).encode()))
+        written.append(path)
+    return written
+
+
+def render_loss_config(summary: dict[str, Any]) -> str:
+    best = summary["best"]
+    lines = [f"# The loss weights found by `lama sweep` (search {summary['search']}: {summary['objective']} = "
+             f"{best['value']:.6g}, {summary['reason']}).",
+             "# Train with them: `dvc exp run -S loss=swept`, or `lama params loss=swept` then `dvc repro`.",
+             "defaults:", "  - lama", "  - _self_", ""]
+    lines += [f"{name}: {best['weights'][name]!r}" for name in COORDINATES]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    best = summary["best"]
+    settings = summary["settings"]
+    lines = [f"# Loss-weight search `{summary['search']}`", "",
+             f"Coordinate-wise beam search over {', '.join(settings['coordinates'])} ({settings['grid_points']} "
+             f"points per coordinate, factor {settings['grid_factor']:g}, beam {settings['beam_width']}); objective: "
+             f"{summary['objective']} ({summary['direction']}), {summary['reason']}.", ""]
+    lines += ["| | " + " | ".join(f"{name}" for name in COORDINATES) + " | objective |",
+              "|---|" + "---:|" * (len(COORDINATES) + 1)]
+    first = summary["round_best"][0] if summary["round_best"] else None
+    rows = [("start", summary["initial"], first)]
+    if best is not None:
+        rows.append(("**best**", best["weights"], best["value"]))
+    rows.append(("paper", {"kappa": 10, "alpha": 30, "beta": 100, "gamma": 0.001}, None))
+    for label, weights, value in rows:
+        cells = " | ".join(f"{weights[name]:g}" for name in COORDINATES)
+        lines.append(f"| {label} | {cells} | {'' if value is None else f'{value:.6g}'} |")
+    lines += ["", "![search trajectory](trajectory.png)", "", "| stage | evaluated | pruned/failed | beam after |",
+              "|---|---:|---:|---|"]
+    for stage in summary["stages"]:
+        missing = sum(1 for key in stage["evaluated"] if stage["values"].get(key) is None)
+        beam = "; ".join(f"{b['setting']} ({b['value']:.4g})" for b in stage["beam_after"])
+        lines.append(f"| {stage['stage']} | {len(stage['evaluated'])} | {missing} | {beam} |")
+    counts = {}
+    for trial in summary["trials"]:
+        counts[trial["state"]] = counts.get(trial["state"], 0) + 1
+    lines += ["", "Trials: " + ", ".join(f"{count} {state}" for state, count in sorted(counts.items())) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_trajectory(summary: dict[str, Any], path: Path) -> None:
+    """Objective of every completed trial with the running best; the incumbent's weights per stage below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), constrained_layout=True)
+    points = trajectory(summary)
+    stages = [trial["stage"] for trial in summary["trials"] if trial["state"] == "complete"]
+    for label in dict.fromkeys(stages):
+        xs = [i for i, stage in enumerate(stages) if stage == label]
+        top.scatter(xs, [points[i][0] for i in xs], s=18, label=label)
+    top.plot(range(len(points)), [best for _, best in points], color="black", linewidth=1.5, label="best so far")
+    top.set_xlabel("completed trial")
+    top.set_ylabel(f"{summary['objective']} ({summary['direction']})")
+    top.set_title(f"search {summary['search']}")
+    top.legend(fontsize=7, ncol=4)
+    labels = ["start"] + [stage["stage"] for stage in summary["stages"] if stage["beam_after"]]
+    incumbents = [summary["initial"]] + [weights_of(stage["beam_after"][0]["setting"])
+                                         for stage in summary["stages"] if stage["beam_after"]]
+    for name in COORDINATES:
+        bottom.plot(range(len(labels)), [weights[name] for weights in incumbents], marker="o", label=name)
+    bottom.set_yscale("log")
+    bottom.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+    bottom.set_ylabel("best weights")
+    bottom.legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def weights_of(setting: str) -> dict[str, float]:
+    """The weights a setting key names (the inverse of ``setting_key``)."""
+    return {name: float(value) for name, value in (item.split("=") for item in setting.split(","))}
+
+
+def finish(search: Search, plan: Plan, out_dir: str | Path | None, loss_config: str | Path | None) -> dict[str, Any]:
+    """Write the results and close the MLflow parent run with the best weights and the trajectory."""
+    summary = summarize(search, plan)
+    if out_dir is not None:
+        write_results(summary, out_dir, loss_config)
+    parent = search.storage.parent_run() if search.tracking is not None else None
+    if parent is not None:
+        best = summary["best"]
+        params = {f"best.{name}": value for name, value in best["weights"].items()} if best else {}
+        tags = {"sweep.reason": plan.reason, **({"sweep.best_setting": best["setting"]} if best else {})}
+        search.tracking.finish_parent(parent, params, trajectory(summary), tags,
+                                      None if out_dir is None else str(out_dir))
+    return summary

@@ -1,0 +1,214 @@
+"""Open a search (``lama sweep``) or join one (``lama sweep --worker``), and work on it until it ends.
+
+A worker loops: derive the plan from the storage, claim a free setting of the open stage, evaluate it under a
+heartbeat, record the outcome in Optuna and MLflow. With nothing to claim it waits for the other workers' trials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+
+from lama.sweep.config import COORDINATES, SweepConfig, check_weights
+from lama.sweep.objective import Objective, TrainingObjective, TrialContext, TrialInterruptedError, closed_form
+from lama.sweep.plan import Plan, SearchSpec, StageId, make_plan, setting_key
+from lama.sweep.storage import PARENT_RUN, SearchStorage, heartbeat, open_storage, redact
+from lama.sweep.tracking import PARENT_TAG, SweepTracking
+from lama.train.config import MAXIMISED, ConfigError
+
+log = logging.getLogger(__name__)
+
+# Settings a trial may not recover from by a retry: stop the worker instead of failing every setting in turn.
+FATAL = (ConfigError, FileNotFoundError, TrialInterruptedError, KeyboardInterrupt, SystemExit)
+
+
+def default_storage(root: str | Path | None = None) -> str:
+    """SQLite beside the repository's MLflow store; DVC_ROOT names the repository inside DVC's temp copies."""
+    root = Path(root or os.environ.get("DVC_ROOT") or Path.cwd()).absolute()
+    return f"sqlite:///{root / 'optuna.db'}"
+
+
+def maximized(config: SweepConfig) -> bool:
+    return config.objective == "training" and config.metric in MAXIMISED
+
+
+def search_name(config: SweepConfig, run: str, identity: dict[str, Any]) -> str:
+    """``sweep.name``, or the run's name and a hash of everything that defines the search."""
+    if config.name:
+        return config.name
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{run}-{digest}"
+
+
+def spec_of(config: SweepConfig, initial: dict[str, float]) -> SearchSpec:
+    return SearchSpec(tuple(config.coordinates), tuple((name, initial[name]) for name in COORDINATES),
+                      config.grid_points, config.grid_factor, config.beam_width, config.max_rounds,
+                      config.min_improvement, maximized(config))
+
+
+@dataclass
+class Search:
+    name: str
+    config: SweepConfig
+    spec: SearchSpec
+    storage: SearchStorage
+    base: dict[str, Any]  # the training run config the trials start from
+    tracking: SweepTracking | None
+
+    def plan(self) -> Plan:
+        return make_plan(self.spec, self.storage.outcomes)
+
+
+def _pruner(config: SweepConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=config.pruner_startup_trials,
+                                       n_warmup_steps=config.pruner_warmup_steps)
+
+
+def _tracking(base: dict[str, Any]) -> SweepTracking | None:
+    tracking = base.get("tracking") or {}
+    if not tracking.get("enabled", True):
+        return None
+    from lama.tracking import resolve_tracking_uri
+
+    return SweepTracking(resolve_tracking_uri(tracking.get("uri")), tracking.get("experiment", "lama"))
+
+
+def _open(config: SweepConfig, name: str, storage_url: str, initial: dict[str, float],
+          base: dict[str, Any]) -> Search:
+    storage = open_storage(storage_url, config.heartbeat_interval, config.grace_period)
+    searched = SearchStorage(storage, name, maximized(config), config.max_retries, _pruner(config))
+    return Search(name, config, spec_of(config, initial), searched, base, _tracking(base))
+
+
+def start_search(config: SweepConfig, base: dict[str, Any], run: str, storage_url: str | None = None) -> Search:
+    """Create the search ``config`` describes, or reopen it: the same definition resumes where it stopped."""
+    initial = check_weights(base.get("loss", {}), config.coordinates, "loss")
+    identity = {"sweep": config.identity(), "initial": initial,
+                "training": _training_identity(base) if config.objective == "training" else None}
+    name = search_name(config, run, identity)
+    storage_url = storage_url or config.storage or default_storage()
+    search = _open(config, name, storage_url, initial, base)
+    record = {"identity": identity, "config": asdict(config), "initial": initial, "base": base, "run": run,
+              "storage": redact(storage_url)}
+    search.storage.create(record)
+    if search.tracking is not None:
+        parent = search.storage.parent_run()
+        if parent is None:
+            parent = search.tracking.start_parent(
+                name, {"sweep": config.identity(), "initial": initial, "run": run},
+                {"optuna.storage": redact(storage_url), "optuna.study": name})
+            search.storage.set_parent_run(parent)
+        else:
+            search.tracking.reopen_parent(parent)
+    log.info("search %s in %s", name, redact(storage_url))
+    return search
+
+
+def join_search(storage_url: str, name: str, wait: float = 300.0) -> Search:
+    """Join a search that ``lama sweep`` opened, possibly on another host; its definition comes from the storage."""
+    probe = SearchStorage(open_storage(storage_url, 30, 120), name, True)
+    record = probe.wait_for_record(timeout=wait)
+    stored = OmegaConf.merge(OmegaConf.structured(SweepConfig), record["config"])
+    config = OmegaConf.to_object(stored)
+    assert isinstance(config, SweepConfig)
+    search = _open(config, name, storage_url, record["initial"], record["base"])
+    if search.tracking is not None:
+        deadline = time.monotonic() + wait
+        while search.storage.parent_run() is None and time.monotonic() < deadline:
+            time.sleep(1)
+    return search
+
+
+def _training_identity(base: dict[str, Any]) -> dict[str, Any]:
+    """The base training without what differs between hosts or runs of the same search."""
+    plain = json.loads(json.dumps(base, default=str))
+    for key in ("out_dir", "progress", "resume"):
+        plain.get("train", {}).pop(key, None)
+    plain.pop("tracking", None)
+    return plain
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def work(search: Search, objective: Objective | None = None, worker: str | None = None) -> Plan:
+    """Evaluate settings of ``search`` until it ends; returns the final plan."""
+    objective = objective or make_objective(search)
+    worker = worker or worker_id()
+    waiting_for = None
+    while True:
+        plan = search.plan()
+        if plan.finished:
+            log.info("search %s ended: %s", search.name, plan.reason)
+            return plan
+        stage = plan.current
+        claimed = search.storage.claim(stage, worker)
+        if claimed is None:
+            if waiting_for != stage.id:
+                log.info("stage %s: waiting for %d running trial(s) of other workers", stage.id.label,
+                         search.storage.running(stage.id))
+                waiting_for = stage.id
+            time.sleep(search.config.poll_seconds)
+            continue
+        waiting_for = None
+        run_trial(search, objective, *claimed, stage.id, worker)
+
+
+def run_trial(search: Search, objective: Objective, trial: optuna.trial.Trial, trial_id: int, stage_id: StageId,
+              worker: str) -> None:
+    weights = {name: float(trial.params[name]) for name in COORDINATES}
+    key = setting_key(weights)
+    parent = search.storage.parent_run() if search.tracking is not None else None
+    tags = {"lama.sweep": search.name, "optuna.study": search.storage.stage_name(stage_id),
+            "optuna.trial": str(trial.number), "sweep.stage": stage_id.label, "sweep.setting": key,
+            "sweep.worker": worker, **({PARENT_TAG: parent} if parent else {})}
+    context = TrialContext(trial, weights, key, stage_id, search.name, tags)
+    study = search.storage.study(stage_id)
+    log.info("trial %s #%d: %s", stage_id.label, trial.number, key)
+    outcome, value = "failed", None
+    try:
+        with heartbeat(search.storage.storage, trial_id, search.config.heartbeat_interval):
+            value = float(objective(context))
+        outcome = "complete"
+        study.tell(trial, value)
+    except optuna.TrialPruned as reason:
+        outcome = "pruned"
+        trial.set_user_attr("lama.pruned", str(reason) or "pruned")
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    except BaseException as error:
+        trial.set_user_attr("lama.error", f"{type(error).__name__}: {error}"[:1000])
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if isinstance(error, FATAL):
+            raise
+        log.warning("trial %s #%d failed (%s: %s); it will be retried", stage_id.label, trial.number,
+                    type(error).__name__, error)
+    finally:
+        if search.tracking is not None:
+            search.tracking.record_trial(context.run_id, f"{search.name}/{stage_id.label}/{trial.number}", tags,
+                                         {name: weights[name] for name in COORDINATES}, outcome, value,
+                                         search.config.metric if search.config.objective == "training"
+                                         else "closed-form")
+    log.info("trial %s #%d: %s%s", stage_id.label, trial.number, outcome,
+             f" {value:.6g}" if value is not None else "")
+
+
+def make_objective(search: Search) -> Objective:
+    if search.config.objective == "closed-form":
+        return closed_form(search.config)
+    return TrainingObjective(search.base, search.config, search.config.trials_dir)
+
+
+__all__ = ["PARENT_RUN", "Search", "default_storage", "join_search", "start_search", "work"]

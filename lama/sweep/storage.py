@@ -1,0 +1,248 @@
+"""The search in an Optuna RDB storage: one root study holding the search's definition, one study per stage.
+
+Claiming a setting is creating a RUNNING trial that carries it: Optuna creates trials one at a time per study
+(a row lock on PostgreSQL, the single writer of SQLite), and the numbers follow that order. After creating its
+trial a worker reads the study again and gives way to an earlier live trial of the same setting, so two workers
+never both evaluate one setting (``study.enqueue_trial`` and ``GridSampler`` do not promise that under
+concurrency). Running trials send heartbeats; a trial whose worker died is failed after ``grace_period`` and its
+setting is claimed again, up to ``max_retries`` times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from lama.sweep.config import COORDINATES
+from lama.sweep.plan import Outcomes, Stage, StageId, Weights, setting_key
+from lama.train.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+RECORD = "lama.sweep"  # the root study's user attribute holding the search's definition
+PARENT_RUN = "lama.sweep.parent_run"
+KEY, WORKER, DUPLICATE, ERROR = "lama.setting", "lama.worker", "lama.duplicate", "lama.error"
+# The weights as trial params, so optuna-dashboard and Optuna's plots show them.
+WEIGHT_DISTRIBUTION = FloatDistribution(0.0, 1e12)
+
+
+def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats; SQLite waits for its lock instead of failing under several writers."""
+    engine: dict[str, Any] = {"connect_args": {"timeout": 300}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    # Heartbeats are "experimental" in Optuna since 2.9; they are what marks a dead worker's trial failed.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="optuna")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="lama.sweep")
+    for attempt in range(5):  # several workers starting at once may race on creating the tables
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
+                                              grace_period=grace_period)
+        except optuna.exceptions.StorageInternalError:
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
+
+
+def redact(url: str) -> str:
+    """The storage URL without its password, for logs and MLflow."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: the storage itself will say so
+        return url
+
+
+class SearchStorage:
+    """The studies of one search named ``name``."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, name: str, maximize: bool, max_retries: int = 2,
+                 pruner: optuna.pruners.BasePruner | None = None) -> None:
+        self.storage, self.name, self.maximize, self.max_retries = storage, name, maximize, max_retries
+        self.pruner = pruner or optuna.pruners.NopPruner()
+        self._studies: dict[StageId, optuna.Study] = {}
+
+    # -- the root study: the search's definition --
+
+    def create(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Create the search, or return the stored definition when it exists with the same identity."""
+        try:
+            study = optuna.create_study(storage=self.storage, study_name=self.name)
+        except optuna.exceptions.DuplicatedStudyError:
+            stored = self.wait_for_record(timeout=60)
+            if stored["identity"] != record["identity"]:
+                raise ConfigError(f"search {self.name!r} in {redact(self.storage.url)} was started with other "
+                                  f"settings ({_first_difference(stored['identity'], record['identity'])}); choose "
+                                  "another sweep.name or leave it null") from None
+            return stored
+        study.set_user_attr(RECORD, record)
+        return record
+
+    def record(self) -> dict[str, Any] | None:
+        try:
+            study = optuna.load_study(study_name=self.name, storage=self.storage)
+        except KeyError:
+            return None
+        return study.user_attrs.get(RECORD)
+
+    def wait_for_record(self, timeout: float, poll: float = 1.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.record()
+            if record is not None:
+                return record
+            if time.monotonic() > deadline:
+                raise ConfigError(f"no search named {self.name!r} in {redact(self.storage.url)} after {timeout:.0f} s;"
+                                  " start it with 'lama sweep' (workers join with --worker)")
+            time.sleep(poll)
+
+    def set_parent_run(self, run_id: str) -> None:
+        optuna.load_study(study_name=self.name, storage=self.storage).set_user_attr(PARENT_RUN, run_id)
+
+    def parent_run(self) -> str | None:
+        return optuna.load_study(study_name=self.name, storage=self.storage).user_attrs.get(PARENT_RUN)
+
+    # -- stage studies --
+
+    def stage_name(self, stage: StageId) -> str:
+        return f"{self.name}/{stage.label}"
+
+    def study(self, stage: StageId, create: bool = True) -> optuna.Study | None:
+        if stage not in self._studies:
+            direction = "maximize" if self.maximize else "minimize"
+            try:
+                self._studies[stage] = optuna.load_study(study_name=self.stage_name(stage), storage=self.storage,
+                                                         pruner=self.pruner)
+            except KeyError:
+                if not create:
+                    return None
+                self._studies[stage] = optuna.create_study(storage=self.storage, study_name=self.stage_name(stage),
+                                                           direction=direction, pruner=self.pruner,
+                                                           load_if_exists=True)
+        return self._studies[stage]
+
+    def trials(self, stage: StageId) -> list[FrozenTrial]:
+        study = self.study(stage, create=False)
+        return [] if study is None else study.get_trials(deepcopy=False)
+
+    def outcomes(self, stage: StageId) -> Outcomes:
+        """The settings of ``stage`` that ended: their value, or None when pruned or failed too often."""
+        ended: Outcomes = {}
+        failures: dict[str, int] = {}
+        running: set[str] = set()
+        for trial in self.trials(stage):
+            key = trial.user_attrs.get(KEY)
+            if key is None or trial.user_attrs.get(DUPLICATE):
+                continue
+            if trial.state == TrialState.COMPLETE:
+                ended[key] = trial.value
+            elif trial.state == TrialState.PRUNED:
+                ended.setdefault(key, None)
+            elif trial.state == TrialState.FAIL:
+                failures[key] = failures.get(key, 0) + 1
+            elif trial.state == TrialState.RUNNING:
+                running.add(key)
+        for key, count in failures.items():
+            if key not in ended and key not in running and count > self.max_retries:
+                ended[key] = None
+        return ended
+
+    def claim(self, stage: Stage, worker: str) -> tuple[optuna.trial.Trial, int] | None:
+        """A RUNNING trial (and its id) for a setting of ``stage`` that nobody evaluates; None when none is free."""
+        study = self.study(stage.id)
+        optuna.storages.fail_stale_trials(study)
+        busy: set[str] = set()
+        failures: dict[str, int] = {}
+        for trial in study.get_trials(deepcopy=False):
+            key = trial.user_attrs.get(KEY)
+            if trial.user_attrs.get(DUPLICATE):
+                continue
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+                busy.add(key)
+            elif trial.state == TrialState.FAIL:
+                failures[key] = failures.get(key, 0) + 1
+        free = [weights for weights in stage.todo if setting_key(weights) not in busy
+                and failures.get(setting_key(weights), 0) <= self.max_retries]
+        if not free:
+            return None
+        weights = free[0]
+        trial_id = self._create_trial(study, weights, stage, worker)
+        if self._has_precedent(study, trial_id, setting_key(weights)):
+            self.storage.set_trial_user_attr(trial_id, DUPLICATE, True)
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            log.info("another worker claimed %s first; looking again", setting_key(weights))
+            return self.claim(stage, worker)
+        return optuna.trial.Trial(study, trial_id), trial_id
+
+    def _create_trial(self, study: optuna.Study, weights: Weights, stage: Stage, worker: str) -> int:
+        template = optuna.trial.create_trial(
+            state=TrialState.RUNNING, params={name: weights[name] for name in COORDINATES},
+            distributions={name: WEIGHT_DISTRIBUTION for name in COORDINATES},
+            user_attrs={KEY: setting_key(weights), WORKER: worker, "lama.stage": stage.id.label})
+        study_id = self.storage.get_study_id_from_name(study.study_name)
+        trial_id = self.storage.create_new_trial(study_id, template_trial=template)
+        self.storage.record_heartbeat(trial_id)
+        return trial_id
+
+    def _has_precedent(self, study: optuna.Study, trial_id: int, key: str) -> bool:
+        """Whether a trial created before ours (or already ended) holds the same setting."""
+        number = self.storage.get_trial_number_from_id(trial_id)
+        for trial in study.get_trials(deepcopy=False):
+            if trial.number == number or trial.user_attrs.get(KEY) != key or trial.user_attrs.get(DUPLICATE):
+                continue
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                return True
+            if trial.state == TrialState.RUNNING and trial.number < number:
+                return True
+        return False
+
+    def running(self, stage: StageId) -> int:
+        return sum(1 for t in self.trials(stage) if t.state == TrialState.RUNNING)
+
+    def all_trials(self, stages: list[StageId]) -> Iterator[tuple[StageId, FrozenTrial]]:
+        for stage in stages:
+            for trial in self.trials(stage):
+                yield stage, trial
+
+
+@contextmanager
+def heartbeat(storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> Iterator[None]:
+    """Record the trial's heartbeat every ``interval`` seconds while the block runs (Optuna does this only inside
+    ``study.optimize``, which the search does not use)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as error:  # a lost beat is harmless; a dead worker is what the beats detect
+                log.warning("heartbeat of trial %d failed: %s", trial_id, error)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _first_difference(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str:
+    for key in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found = _first_difference(old, new, f"{prefix}{key}.")
+            if found:
+                return found
+        elif old != new:
+            return f"{prefix}{key}: {old!r} stored, {new!r} now"
+    return ""
