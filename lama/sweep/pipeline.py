@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,21 @@ def run_search(search: Search) -> dict[str, Any]:
     return finish(search, plan, search.config.out_dir, search.config.loss_config)
 
 
-def join(storage: str, name: str | None, wait: float) -> Search:
-    """Join the search ``name`` in ``storage``, or the only search there when ``name`` is None."""
+def join(storage: str, name: str | None, wait: float, poll: float = 1.0) -> Search:
+    """Join the search ``name`` in ``storage``, or the only search there when ``name`` is None; either may still be
+    on its way (workers are often started before, or with, the ``lama sweep`` that opens it)."""
     if name is None:
-        summaries = optuna.get_all_study_summaries(open_storage(storage, 30, 120), include_best_trial=False)
-        names = [summary.study_name for summary in summaries if RECORD in summary.user_attrs]
-        if len(names) != 1:
-            found = ", ".join(names) or "none"
-            raise ConfigError(f"{redact(storage)} holds {len(names)} searches ({found}); name one with --name")
-        name = names[0]
+        optuna_storage = open_storage(storage, 30, 120)
+        deadline = time.monotonic() + wait
+        while True:
+            summaries = optuna.get_all_study_summaries(optuna_storage, include_best_trial=False)
+            names = [summary.study_name for summary in summaries if RECORD in summary.user_attrs]
+            if len(names) == 1:
+                name = names[0]
+                break
+            if len(names) > 1 or time.monotonic() > deadline:
+                found = ", ".join(names) or "none"
+                raise ConfigError(f"{redact(storage)} holds {len(names)} searches ({found}); name one with --name")
+            time.sleep(poll)
+        wait = max(deadline - time.monotonic(), 1.0)
     return join_search(storage, name, wait)

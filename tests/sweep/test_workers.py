@@ -1,0 +1,124 @@
+"""``lama sweep`` processes sharing one storage: two at once (PostgreSQL where a server can be started, else
+SQLite), and one killed with SIGKILL in the middle of a trial, then rerun."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lama.config import compose_params
+from lama.sweep.config import PAPER_WEIGHTS
+from lama.sweep.storage import DUPLICATE, KEY, WORKER
+from tests.sweep.conftest import QUICK, START
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def params_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    compose_params([], REPO / "configs", path)
+    return path
+
+
+def sweep_command(params_file: Path, *extra: str, **values) -> list[str]:
+    settings = {**QUICK, **values}
+    overrides = [f"sweep.{key}={value}" for key, value in settings.items() if key != "coordinates"]
+    overrides += [f"sweep.coordinates=[{','.join(settings['coordinates'])}]"]
+    overrides += [f"loss.{name}={value}" for name, value in START.items()]
+    return [sys.executable, "-m", "lama", "sweep", "--params", str(params_file), *overrides, *extra]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
+
+
+def finished_trials(storage: str) -> list[optuna.trial.FrozenTrial]:
+    trials = []
+    for summary in optuna.get_all_study_summaries(storage):
+        if "/" in summary.study_name:
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            trials += [t for t in study.get_trials() if not t.user_attrs.get(DUPLICATE)]
+    return trials
+
+
+def test_two_workers_share_one_search_without_losing_or_repeating_a_trial(tmp_path, params_file, postgres_url):
+    storage = postgres_url or f"sqlite:///{tmp_path / 'optuna.db'}"
+    name = f"shared-{tmp_path.name}"
+    slow = {"closed_form.seconds_per_step": 0.15, "beam_width": 2}  # trials of ~0.6 s, six settings per stage
+    main = subprocess.Popen(sweep_command(params_file, "--storage", storage, "--name", name, **slow), cwd=tmp_path,
+                            env=env(), stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen([sys.executable, "-m", "lama", "sweep", "--worker", "--storage", storage], cwd=tmp_path,
+                              env=env(), stderr=subprocess.PIPE, text=True)
+    main_err = main.communicate(timeout=300)[1]
+    worker_err = worker.communicate(timeout=300)[1]
+    assert main.returncode == 0, main_err[-2000:]
+    assert worker.returncode == 0, worker_err[-2000:]
+    assert "this worker is done" in worker_err
+
+    trials = finished_trials(storage)
+    by_stage: dict[str, list[str]] = {}
+    for trial in trials:
+        assert trial.state == TrialState.COMPLETE, (trial.state, trial.user_attrs)
+        by_stage.setdefault(trial.user_attrs["lama.stage"], []).append(trial.user_attrs[KEY])
+    for stage, keys in by_stage.items():
+        assert len(keys) == len(set(keys)), f"{stage}: a setting was evaluated twice"
+    assert len({trial.user_attrs[KEY] for trial in trials}) == len(trials)
+    workers = {trial.user_attrs[WORKER] for trial in trials}
+    assert len(workers) == 2, f"one worker did everything: {workers}"
+    best = (tmp_path / "configs" / "loss" / "swept.yaml").read_text()
+    assert f"kappa: {PAPER_WEIGHTS['kappa']!r}" in best and f"gamma: {PAPER_WEIGHTS['gamma']!r}" in best
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parent = [run for run in runs if run.info.run_name == name]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert len(children) == len(trials)
+    assert {run.data.tags["sweep.worker"] for run in children} == workers
+    print(f"storage: {'PostgreSQL' if postgres_url else 'SQLite'}; {len(trials)} trials over {len(workers)} workers")
+
+
+def test_a_killed_sweep_resumes_and_retries_the_trial_it_was_running(tmp_path, params_file):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = sweep_command(params_file, "--storage", storage, "--name", "killed",
+                            **{"closed_form.seconds_per_step": 0.25})
+    first = subprocess.Popen(command, cwd=tmp_path, env=env(), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:
+        assert first.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline, "no trial was running after two completed"
+        trials = finished_trials(storage) if (tmp_path / "optuna.db").exists() else []
+        states = [t.state for t in trials]
+        if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+            break
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = {t.number: t for t in finished_trials(storage) if t.user_attrs["lama.stage"] == "r1-kappa"}
+    killed = [t for t in finished_trials(storage) if t.state == TrialState.RUNNING]
+    assert len(killed) == 1
+
+    again = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    trials = finished_trials(storage)
+    states = {t.number: t.state for t in trials if t.user_attrs["lama.stage"] == killed[0].user_attrs["lama.stage"]}
+    assert states[killed[0].number] == TrialState.FAIL  # marked failed once its heartbeat stopped
+    completed = [t.user_attrs[KEY] for t in trials if t.state == TrialState.COMPLETE]
+    assert completed.count(killed[0].user_attrs[KEY]) == 1  # retried, once
+    assert len(completed) == len(set(completed))  # nothing finished before the kill was evaluated again
+    for number, trial in before.items():
+        if trial.state == TrialState.COMPLETE:
+            assert [t.value for t in trials if t.number == number and t.user_attrs["lama.stage"] == "r1-kappa"] \
+                == [trial.value]
+    assert "best kappa=10,alpha=30,beta=100,gamma=0.001" in again.stderr
