@@ -29,6 +29,7 @@ data: {val_limit: 2, loader: {batch_size: 2, num_workers: 0}}
 train: {steps: 4, save_every: 2, val_every: 2, log_every: 1, sample_every: 2, progress: false}
 eval: {mask_sets: [thin_256, thick_256], resolution_sizes: [320], num_workers: 0, batch_size: 4}
 tracking: {system_metrics: false}
+sweep: {objective: closed-form, coordinates: [kappa], max_rounds: 1, steps: 2, val_every: 1, poll_seconds: 0.2}
 """
 
 
@@ -142,3 +143,23 @@ def test_dvc_repro_then_an_experiment_fill_reports_dvc_and_mlflow(pipeline_repo:
     assert bicubic.data.params["loss.mask_interp"] == "bicubic"
     assert bicubic.data.metrics["eval.thick_256.ssim"] == pytest.approx(shown[name]["metrics"][path]["ssim"])
     assert bicubic.data.metrics["eval.thick_256.ssim"] != baseline.data.metrics["eval.thick_256.ssim"]
+
+
+def test_the_sweep_stage_runs_apart_from_the_default_target(pipeline_repo: tuple[Path, dict]) -> None:
+    repo, env = pipeline_repo
+    assert "sweep" not in run(["dvc", "repro", "--dry"], repo, env)  # not part of `dvc repro`
+    output = run(["dvc", "repro", "sweep/dvc.yaml"], repo, env)
+    assert "Running stage 'sweep/dvc.yaml:sweep'" in output and "Running stage 'train" not in output
+    best = json.loads((repo / "reports/sweep/best.json").read_text())
+    assert best["best"]["weights"]["kappa"] == 10.0 and best["best"]["value"] == 0.0  # the closed form's optimum
+    assert [trial["weights"]["kappa"] for trial in best["trials"]] == [1.0, 10.0, 100.0]
+    swept = (repo / "configs/loss/swept.yaml").read_text()
+    assert "kappa: 10.0" in swept
+    assert "configs/loss/swept.yaml" in run(["git", "status", "--porcelain"], repo, env)  # for git, not DVC's cache
+    assert "up to date" in run(["dvc", "repro", "sweep/dvc.yaml"], repo, env)
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("lama-lab").experiment_id])
+    (parent,) = [run for run in runs if run.info.run_name == best["search"]]
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(float(child.data.params["kappa"]) for child in children) == [1.0, 10.0, 100.0]
