@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from lama.sweep.config import COORDINATES, SweepConfig, check_weights
 from lama.sweep.objective import Objective, TrainingObjective, TrialContext, TrialInterruptedError, closed_form
 from lama.sweep.plan import Plan, SearchSpec, StageId, make_plan, setting_key
-from lama.sweep.storage import PARENT_RUN, SearchStorage, heartbeat, open_storage, redact
+from lama.sweep.storage import SearchStorage, heartbeat, open_storage, redact
 from lama.sweep.tracking import PARENT_TAG, SweepTracking
 from lama.train.config import MAXIMISED, ConfigError
 
@@ -210,5 +210,3 @@ def make_objective(search: Search) -> Objective:
         return closed_form(search.config)
     return TrainingObjective(search.base, search.config, search.config.trials_dir)
 
-
-__all__ = ["PARENT_RUN", "Search", "default_storage", "join_search", "start_search", "work"]
