@@ -41,11 +41,11 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna
     # Heartbeats are "experimental" in Optuna since 2.9; they are what marks a dead worker's trial failed.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="optuna")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="lama.sweep")
-    for attempt in range(5):  # several workers starting at once may race on creating the tables
+    for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
                                               grace_period=grace_period)
-        except optuna.exceptions.StorageInternalError:
+        except Exception:  # workers starting together on an empty database race to create its tables and types
             if attempt == 4:
                 raise
             time.sleep(1 + attempt)

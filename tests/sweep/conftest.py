@@ -17,9 +17,9 @@ from lama.sweep.config import SweepConfig
 
 # A closed-form search small enough for seconds: two coordinates, three points, a beam of one.
 QUICK = {"objective": "closed-form", "coordinates": ["kappa", "gamma"], "grid_points": 3, "beam_width": 1,
-         "max_rounds": 4, "steps": 4, "val_every": 2, "pruner": "none", "heartbeat_interval": 1,
+         "max_rounds": 3, "steps": 4, "val_every": 2, "pruner": "none", "heartbeat_interval": 1,
          "grace_period": 3, "poll_seconds": 0.2}
-START = {"kappa": 1.0, "alpha": 30.0, "beta": 100.0, "gamma": 0.1}
+START = {"kappa": 1.0, "alpha": 30.0, "beta": 100.0, "gamma": 0.01}
 
 
 def quick_config(tmp_path: Path, **values) -> SweepConfig:

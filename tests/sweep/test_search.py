@@ -39,7 +39,7 @@ def test_search_finds_the_optimum_and_tracks_a_parent_with_a_child_per_trial(tmp
     search = start_search(config, quick_base(tmp_path), "lama", storage_url(tmp_path))
     plan = work(search, worker="w1")
     assert plan.finished and plan.best == (OPTIMUM, 0.0)
-    assert plan.reason == "round 3 brought no improvement"  # kappa 1->10 in round 1, gamma 0.1->0.01->0.001
+    assert plan.reason == "round 2 brought no improvement"  # kappa 1->10 and gamma 0.01->0.001 in round 1
     trials = ended_trials(search)
     keys = [t.user_attrs[KEY] for t in trials]
     assert len(keys) == len(set(keys)) and all(t.state == TrialState.COMPLETE for t in trials)

@@ -55,7 +55,7 @@ def finished_trials(storage: str) -> list[optuna.trial.FrozenTrial]:
 def test_two_workers_share_one_search_without_losing_or_repeating_a_trial(tmp_path, params_file, postgres_url):
     storage = postgres_url or f"sqlite:///{tmp_path / 'optuna.db'}"
     name = f"shared-{tmp_path.name}"
-    slow = {"closed_form.seconds_per_step": 0.15, "beam_width": 2}  # trials of ~0.6 s, six settings per stage
+    slow = {"closed_form.seconds_per_step": 0.1, "beam_width": 2}  # trials of ~0.4 s, up to six per stage
     main = subprocess.Popen(sweep_command(params_file, "--storage", storage, "--name", name, **slow), cwd=tmp_path,
                             env=env(), stderr=subprocess.PIPE, text=True)
     worker = subprocess.Popen([sys.executable, "-m", "lama", "sweep", "--worker", "--storage", storage], cwd=tmp_path,
@@ -92,7 +92,7 @@ def test_two_workers_share_one_search_without_losing_or_repeating_a_trial(tmp_pa
 def test_a_killed_sweep_resumes_and_retries_the_trial_it_was_running(tmp_path, params_file):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     command = sweep_command(params_file, "--storage", storage, "--name", "killed",
-                            **{"closed_form.seconds_per_step": 0.25})
+                            **{"closed_form.seconds_per_step": 0.15})
     first = subprocess.Popen(command, cwd=tmp_path, env=env(), stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while True:
