@@ -37,6 +37,7 @@ from lama.train.config import (
     TrackingConfig,
     TrainConfig,
     load_config,
+    parse_overrides,
 )
 
 PARAMS_FILE = "params.yaml"
@@ -190,11 +191,8 @@ def load_params(path: str | Path = PARAMS_FILE, label: str | None = None,
         raw = OmegaConf.load(path)
     except Exception as error:  # yaml's scanner/parser errors have no common base worth naming
         raise ConfigError(f"{label}: not valid YAML ({str(error).splitlines()[0]})") from None
-    for override in overrides:
-        if "=" not in override:
-            raise ConfigError(f"{override!r}: expected key=value")
     try:
-        raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides))) if overrides else raw
+        raw = OmegaConf.merge(raw, parse_overrides(overrides)) if overrides else raw
         merged = OmegaConf.merge(OmegaConf.structured(PipelineParams), raw)
         params = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:

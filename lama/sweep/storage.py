@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lama.sweep.config import COORDINATES
 from lama.sweep.plan import Outcomes, Stage, StageId, Weights, setting_key
-from lama.train.config import ConfigError
+from lama.train.config import ConfigError, first_difference
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,28 @@ def redact(url: str) -> str:
         return url
 
 
+class _Tally:
+    """A stage's trials by setting: the ended ones (value, None when pruned), the running ones, the failure counts.
+    Trials that gave way to an earlier claim of their setting do not count."""
+
+    def __init__(self, trials: list[FrozenTrial]) -> None:
+        self.ended: Outcomes = {}
+        self.running: set[str] = set()
+        self.failures: dict[str, int] = {}
+        for trial in trials:
+            key = trial.user_attrs.get(KEY)
+            if key is None or trial.user_attrs.get(DUPLICATE):
+                continue
+            if trial.state == TrialState.COMPLETE:
+                self.ended[key] = trial.value
+            elif trial.state == TrialState.PRUNED:
+                self.ended.setdefault(key, None)
+            elif trial.state == TrialState.FAIL:
+                self.failures[key] = self.failures.get(key, 0) + 1
+            elif trial.state == TrialState.RUNNING:
+                self.running.add(key)
+
+
 class SearchStorage:
     """The studies of one search named ``name``."""
 
@@ -80,9 +102,10 @@ class SearchStorage:
         except optuna.exceptions.DuplicatedStudyError:
             stored = self.wait_for_record(timeout=60)
             if stored["identity"] != record["identity"]:
+                key, old, new = first_difference(stored["identity"], record["identity"])
                 raise ConfigError(f"search {self.name!r} in {redact(self.storage.url)} was started with other "
-                                  f"settings ({_first_difference(stored['identity'], record['identity'])}); choose "
-                                  "another sweep.name or leave it null") from None
+                                  f"settings ({key}: {old!r} stored, {new!r} now); choose another sweep.name or "
+                                  "leave it null") from None
             return stored
         study.set_user_attr(RECORD, record)
         return record
@@ -136,42 +159,19 @@ class SearchStorage:
 
     def outcomes(self, stage: StageId) -> Outcomes:
         """The settings of ``stage`` that ended: their value, or None when pruned or failed too often."""
-        ended: Outcomes = {}
-        failures: dict[str, int] = {}
-        running: set[str] = set()
-        for trial in self.trials(stage):
-            key = trial.user_attrs.get(KEY)
-            if key is None or trial.user_attrs.get(DUPLICATE):
-                continue
-            if trial.state == TrialState.COMPLETE:
-                ended[key] = trial.value
-            elif trial.state == TrialState.PRUNED:
-                ended.setdefault(key, None)
-            elif trial.state == TrialState.FAIL:
-                failures[key] = failures.get(key, 0) + 1
-            elif trial.state == TrialState.RUNNING:
-                running.add(key)
-        for key, count in failures.items():
-            if key not in ended and key not in running and count > self.max_retries:
-                ended[key] = None
-        return ended
+        tally = _Tally(self.trials(stage))
+        given_up = {key: None for key, count in tally.failures.items()
+                    if key not in tally.ended and key not in tally.running and count > self.max_retries}
+        return {**tally.ended, **given_up}
 
     def claim(self, stage: Stage, worker: str) -> tuple[optuna.trial.Trial, int] | None:
         """A RUNNING trial (and its id) for a setting of ``stage`` that nobody evaluates; None when none is free."""
         study = self.study(stage.id)
         optuna.storages.fail_stale_trials(study)
-        busy: set[str] = set()
-        failures: dict[str, int] = {}
-        for trial in study.get_trials(deepcopy=False):
-            key = trial.user_attrs.get(KEY)
-            if trial.user_attrs.get(DUPLICATE):
-                continue
-            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
-                busy.add(key)
-            elif trial.state == TrialState.FAIL:
-                failures[key] = failures.get(key, 0) + 1
-        free = [weights for weights in stage.todo if setting_key(weights) not in busy
-                and failures.get(setting_key(weights), 0) <= self.max_retries]
+        tally = _Tally(study.get_trials(deepcopy=False))
+        free = [weights for weights in stage.todo if setting_key(weights) not in tally.ended
+                and setting_key(weights) not in tally.running
+                and tally.failures.get(setting_key(weights), 0) <= self.max_retries]
         if not free:
             return None
         weights = free[0]
@@ -235,14 +235,3 @@ def heartbeat(storage: optuna.storages.RDBStorage, trial_id: int, interval: floa
         stop.set()
         thread.join()
 
-
-def _first_difference(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str:
-    for key in sorted(set(stored) | set(wanted)):
-        old, new = stored.get(key), wanted.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            found = _first_difference(old, new, f"{prefix}{key}.")
-            if found:
-                return found
-        elif old != new:
-            return f"{prefix}{key}: {old!r} stored, {new!r} now"
-    return ""

@@ -175,21 +175,37 @@ RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.resume", "train.sav
                      "train.val_every", "train.log_every", "train.sample_every", "tracking")
 
 
-def config_difference(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> str | None:
+def first_difference(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Sequence[str] = (),
+                     prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted key (in sorted order) whose value differs between two nested mappings, with both values;
+    keys named in ``ignore`` (dotted, a section or a leaf) are skipped."""
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        if name in ignore:
+            continue
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            found = first_difference(before, after, ignore, f"{name}.")
+            if found is not None:
+                return found
+        elif before != after:
+            return name, before, after
+    return None
+
+
+def config_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
     """The first key whose value differs between two run configs (``to_dict()`` form), ignoring
     :data:`RESUMABLE_CHANGES`; None when a state saved under ``saved`` may be continued under ``current``."""
-    for key in sorted(set(saved) | set(current)):
-        name = f"{prefix}{key}"
-        if name in RESUMABLE_CHANGES:
-            continue
-        old, new = saved.get(key), current.get(key)
-        if isinstance(old, Mapping) and isinstance(new, Mapping):
-            difference = config_difference(old, new, f"{name}.")
-            if difference is not None:
-                return difference
-        elif old != new:
-            return f"{name}: {old!r} -> {new!r}"
-    return None
+    found = first_difference(saved, current, RESUMABLE_CHANGES)
+    return None if found is None else f"{found[0]}: {found[1]!r} -> {found[2]!r}"
+
+
+def parse_overrides(overrides: Sequence[str]) -> DictConfig:
+    """``key=value`` strings as a config layer; a string without ``=`` is a one-line error naming it."""
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"{override!r}: expected key=value")
+    return OmegaConf.from_dotlist(list(overrides))
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
@@ -206,11 +222,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
             layers.append(OmegaConf.load(path))
         except Exception as error:  # yaml's scanner/parser errors have no common base worth naming
             raise ConfigError(f"{path}: not a valid YAML config ({str(error).splitlines()[0]})") from None
-    for override in overrides:
-        if "=" not in override:
-            raise ConfigError(f"{override!r}: expected key=value")
     try:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        layers.append(parse_overrides(overrides))
         merged = OmegaConf.merge(*layers)
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
