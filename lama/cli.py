@@ -11,17 +11,20 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lama.baselines import DEFAULT_RADIUS, METHODS, TELEA, classical_model
 from lama.masks.eval_set import DEFAULT_EXTENSIONS
 from lama.models.safe_pickle import UnsafeCheckpointError
 from lama.predict import InputError, PredictOptions, predict_folder
 
-PREDICT_EPILOG = """\
+PREDICT_EPILOG = f"""\
 Arguments are MODEL_DIR INPUT_DIR OUTPUT_DIR, official-style key=value overrides, or both:
   lama predict big-lama/ input/ output/ --precision bf16
   lama predict model.path=big-lama indir=input outdir=output device=cpu
+  lama predict {classical_model(TELEA)} input/ output/      # a classical baseline instead of a model dir
 Keys: model.path, model.checkpoint, indir, outdir, device (auto|cpu|cuda|cuda:N), precision (fp32|bf16),
 out_key (inpainted|predicted_image), out_ext, dataset.img_suffix, dataset.pad_out_to_modulo, fold_norms,
-channels_last.
+channels_last, classical_radius (pixels, default {DEFAULT_RADIUS}).
+Classical baselines (no training, CPU): {', '.join(classical_model(method) for method in METHODS)}.
 Exit status: 0 when every mask was inpainted, 1 when some inputs failed (each named on stderr), 2 on bad usage.
 """
 

@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lama.baselines import METHODS as CLASSICAL_METHODS
 from lama.data.loader import LoaderConfig
 from lama.data.prepare import PrepareConfig
 from lama.files import atomic_write
@@ -81,6 +82,8 @@ class EvalParams:
 
     mask_sets: list[str] = field(default_factory=lambda: ["thin_512", "medium_512", "thick_512"])
     resolution_sizes: list[int] = field(default_factory=list)  # Fig. 6: thick masks at each size
+    # Classical inpainting predicted and evaluated on mask_sets beside the runs: the tables' sanity anchors.
+    baselines: list[str] = field(default_factory=lambda: list(CLASSICAL_METHODS))
     mask_seed: int = 0
     weights: str = "pretrained"
     fid_method: str = "sqrtm"
@@ -94,6 +97,12 @@ class EvalParams:
             mask_set_config(name, "eval.mask_sets")
         for size in self.resolution_sizes:
             mask_set_config(resolution_mask_set(size), "eval.resolution_sizes")
+        for method in self.baselines:
+            if method not in CLASSICAL_METHODS:
+                raise ConfigError(f"eval.baselines: unknown method {method!r}; expected any of "
+                                  f"{', '.join(CLASSICAL_METHODS)}")
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ConfigError(f"eval.baselines={self.baselines}: a method is listed twice")
         choices = {"weights": EVAL_WEIGHTS, "fid_method": FID_METHODS, "precision": PRECISIONS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -218,6 +227,9 @@ def _check(params: PipelineParams) -> None:
     for name, overrides in params.runs.items():
         if not RUN_NAME.match(name):
             raise ConfigError(f"runs.{name}: a run name is letters, digits, '_', '.' or '-' (it names folders)")
+        if name in params.eval.baselines:
+            raise ConfigError(f"runs.{name}: eval.baselines has a classical method of that name (their "
+                              "predictions and results would share folders); rename the run")
         unknown = sorted(set(overrides or {}) - set(RUN_SECTIONS))
         if unknown:
             raise ConfigError(f"runs.{name}.{unknown[0]}: a run may override only {', '.join(RUN_SECTIONS)}")

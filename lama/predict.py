@@ -2,7 +2,8 @@
 
 Input layout: every ``**/*mask*.png`` under the input dir is a mask; its image is the mask path cut at the
 last ``_mask`` plus ``img_suffix``. Output: ``outdir/<mask path relative to indir>`` with ``out_ext``.
-One image per forward pass, so images of any size mix freely.
+One image per forward pass, so images of any size mix freely. The model is a model dir, or ``classical:NAME`` for
+a classical baseline (``lama.baselines``) that goes through the same reading, blending and writing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from lama.baselines import DEFAULT_RADIUS, classical_fill, classical_method
 from lama.files import write_image
 from lama.models.inference import PRECISIONS, prepare_for_inference
 from lama.models.model_dir import DEFAULT_CHECKPOINT, InpaintingModel, generator_input, load_model
@@ -52,6 +54,7 @@ class PredictOptions:
     out_ext: str = ".png"
     fold_norms: bool = True  # fold BatchNorm into the convolutions (same result within float noise)
     channels_last: bool = True  # NHWC activations: faster oneDNN/cuDNN convolutions (benchmarks/README.md)
+    classical_radius: int = DEFAULT_RADIUS  # classical:telea and classical:navier-stokes: neighbourhood in pixels
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -60,6 +63,9 @@ class PredictOptions:
             raise ValueError(f"out_key={self.out_key!r}: expected one of {list(OUT_KEYS)}")
         if self.dataset.pad_out_to_modulo < 1:
             raise ValueError(f"dataset.pad_out_to_modulo={self.dataset.pad_out_to_modulo}: expected a positive int")
+        if self.classical_radius < 1:
+            raise ValueError(f"classical_radius={self.classical_radius}: expected a positive number of pixels")
+        classical_method(self.model.path)  # an unknown classical:NAME fails here, before any work
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -144,6 +150,25 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def to_uint8(result: np.ndarray) -> np.ndarray:
+    """HWC uint8 from a float CHW result in [0, 1]. The cast truncates, as the official writer does: a known pixel
+    (an 8-bit value divided by 255) comes back bit-identical."""
+    return np.clip(result.transpose(1, 2, 0) * 255, 0, 255).astype(np.uint8)
+
+
+def read_pair(pair: MaskImagePair) -> tuple[np.ndarray, np.ndarray]:
+    """The image (float32 CHW) and mask ([1, H, W]) of a pair; a missing file or a size mismatch names the mask."""
+    if not pair.image.is_file():
+        raise InputError(f"{pair.mask}: its image {pair.image} does not exist")
+    image, mask = read_image(pair.image), read_mask(pair.mask)
+    if image.shape[1:] != mask.shape[1:]:
+        raise InputError(
+            f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[2]} but image {pair.image} is "
+            f"{image.shape[1]}x{image.shape[2]} (HxW)"
+        )
+    return image, mask
+
+
 class Inpainter:
     """A loaded model ready to inpaint single images in the official way."""
 
@@ -165,24 +190,32 @@ class Inpainter:
         batch = generator_input(image_t, mask_t, self.concat_mask).to(self.dtype, memory_format=self.memory_format)
         predicted = self.generator(batch).float()
         result = mask_t * predicted + (1 - mask_t) * image_t if out_key == "inpainted" else predicted
-        result = result[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
-        # The float-to-uint8 cast truncates, as the official writer does: known pixels come back bit-identical.
-        return np.clip(result * 255, 0, 255).astype(np.uint8)
+        return to_uint8(result[0, :, :height, :width].cpu().numpy())
 
     def predict_pair(self, pair: MaskImagePair, out_key: str = "inpainted") -> np.ndarray:
-        if not pair.image.is_file():
-            raise InputError(f"{pair.mask}: its image {pair.image} does not exist")
-        image, mask = read_image(pair.image), read_mask(pair.mask)
-        if image.shape[1:] != mask.shape[1:]:
-            raise InputError(
-                f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[2]} but image {pair.image} is "
-                f"{image.shape[1]}x{image.shape[2]} (HxW)"
-            )
+        image, mask = read_pair(pair)
         try:
             return self.predict(image, mask, out_key)
         except torch.OutOfMemoryError as error:
             size = f"{image.shape[1]}x{image.shape[2]}"
             raise InputError(f"{pair.mask}: out of memory on {self.device} at {size}") from error
+
+
+class ClassicalInpainter:
+    """A classical baseline (``lama.baselines``) behind the same calls as :class:`Inpainter`; CPU only."""
+
+    def __init__(self, method: str, radius: int = DEFAULT_RADIUS) -> None:
+        self.method = method
+        self.radius = radius
+
+    def predict(self, image: np.ndarray, mask: np.ndarray, out_key: str = "inpainted") -> np.ndarray:
+        """uint8 HWC result for a float32 CHW image and [1,H,W] mask (values > 0 are holes)."""
+        hole = mask[0] > 0
+        predicted = classical_fill(image, hole, self.method, self.radius)
+        return to_uint8(np.where(hole, predicted, image) if out_key == "inpainted" else predicted)
+
+    def predict_pair(self, pair: MaskImagePair, out_key: str = "inpainted") -> np.ndarray:
+        return self.predict(*read_pair(pair), out_key)
 
 
 def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSummary:
@@ -194,12 +227,18 @@ def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSum
     pairs = find_pairs(indir, options.outdir, options.dataset.img_suffix, options.out_ext)
     if not pairs:
         raise InputError(f"indir={indir}: no '*mask*.png' files found (searched recursively)")
-    device = resolve_device(options.device)
-    model = load_model(options.model.path, options.model.checkpoint, map_location=device)
-    inpainter = Inpainter(model, device, options.precision, options.fold_norms, options.channels_last,
-                          options.dataset.pad_out_to_modulo)
-    del model  # the inpainter holds its own prepared copy of the weights
-    log.info("inpainting %d masks with %s on %s (%s)", len(pairs), options.model.path, device, options.precision)
+    method = classical_method(options.model.path)
+    inpainter: Inpainter | ClassicalInpainter
+    if method is not None:
+        inpainter = ClassicalInpainter(method, options.classical_radius)
+        log.info("inpainting %d masks with the classical %s method", len(pairs), method)
+    else:
+        device = resolve_device(options.device)
+        model = load_model(options.model.path, options.model.checkpoint, map_location=device)
+        inpainter = Inpainter(model, device, options.precision, options.fold_norms, options.channels_last,
+                              options.dataset.pad_out_to_modulo)
+        del model  # the inpainter holds its own prepared copy of the weights
+        log.info("inpainting %d masks with %s on %s (%s)", len(pairs), options.model.path, device, options.precision)
     summary = PredictSummary()
     for pair in tqdm(pairs, desc="predict", unit="img", disable=not progress):
         try:

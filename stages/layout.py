@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from lama.baselines import classical_model
 from lama.config import PREPARED_DIR as PREPARED
 from lama.config import ConfigError, PipelineParams, load_params, mask_set_dir
 from lama.files import atomic_write
@@ -24,6 +25,11 @@ RESULTS = Path("results")
 
 def model_dir(run: str) -> Path:
     return Path("models") / run
+
+
+def model_source(name: str, params: PipelineParams) -> str:
+    """What predict and evaluate read for ``name``: a run's model dir, or ``classical:NAME`` for a baseline."""
+    return classical_model(name) if name in params.eval.baselines else str(model_dir(name))
 
 
 def predictions_dir(run: str, mask_set: str) -> Path:

@@ -1,15 +1,17 @@
-"""Stage predict: inpaint one eval mask set with one run's model, ``stages/predict.py RUN MASK_SET``."""
+"""Stage predict: inpaint one eval mask set with one run's model or a classical baseline,
+``stages/predict.py RUN|BASELINE MASK_SET``."""
 
 import sys
 
-from layout import mask_set_dir, model_dir, predictions_dir, run_stage
+from layout import mask_set_dir, model_source, predictions_dir, run_stage
 
 from lama.predict import ModelOptions, PredictOptions, predict_folder
 
 
 def main(params, raw) -> int:
     run, mask_set = sys.argv[1:3]
-    options = PredictOptions(model=ModelOptions(path=str(model_dir(run))), indir=str(mask_set_dir("test", mask_set)),
+    options = PredictOptions(model=ModelOptions(path=model_source(run, params)),
+                             indir=str(mask_set_dir("test", mask_set)),
                              outdir=str(predictions_dir(run, mask_set)),
                              device=params.eval.device, precision=params.eval.precision)
     summary = predict_folder(options)  # validates the options first

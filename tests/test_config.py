@@ -97,7 +97,7 @@ def test_a_group_switch_and_a_value_override_change_the_run(tmp_path: Path) -> N
     ("loss.mask_interp=bicubc", "loss.mask_interp"),
     ("train.steps=0", "train.steps"),
     ("eval.mask_sets=[thin_256,wide_512]", "wide_512"),
-    ("eval.resolution_sizes=[256]", "eval.resolution_sizes"),
+    ("eval.resolution_sizes=[128]", "eval.resolution_sizes"),
     ("data.val_mask_set=thick_1024", "prepare.eval_sizes"),
     ("generator.n_blokcs=3", "n_blokcs"),
     ("profile=paper", "prepare.root"),
@@ -128,7 +128,7 @@ def test_check_tells_a_stale_params_yaml(tmp_path: Path) -> None:
     stale = tmp_path / "params.yaml"
     compose_params([], CONFIGS, stale)
     assert lama_params("--check", "--out", str(stale)).returncode == 0
-    stale.write_text(stale.read_text().replace("steps: 300", "steps: 301"))
+    stale.write_text(stale.read_text().replace("steps: 1200", "steps: 1201"))
     result = lama_params("--check", "--out", str(stale))
     assert result.returncode == 1 and "differs from a fresh composition" in result.stderr
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,7 @@ from PIL import Image
 
 from lama.cli import main
 from lama.predict import find_pairs, pad_bottom_right
-from tests.conftest import FIXTURE_MODELS
+from tests.conftest import FIXTURE_MODELS, REPO
 
 
 def test_symmetric_padding_repeats_the_edge_row_first() -> None:
@@ -112,6 +113,8 @@ def test_bad_inputs_are_named_and_the_rest_is_still_written(
         (["out_key=mask"], "out_key"),
         (["dataset.pad_out_to_modulo=abc"], "pad_out_to_modulo"),
         (["device=gpu0"], "device='gpu0'"),
+        (["model.path=classical:fancy"], "classical:fancy"),
+        (["classical_radius=0"], "classical_radius"),
         ([], "missing"),
     ],
 )
@@ -185,3 +188,31 @@ def test_console_command_bf16_end_to_end(fixtures: Path, tmp_path: Path) -> None
         delta = np.abs(_pixels(tmp_path / relative) - _pixels(reference))
         assert delta[~mask].max() == 0
         assert delta[mask].mean() <= 2.0  # uint8 levels, i.e. 2/255
+
+
+@pytest.mark.parametrize(("method", "flag"), [("telea", cv2.INPAINT_TELEA), ("navier-stokes", cv2.INPAINT_NS)])
+def test_opencv_baselines_are_cv2_inpaint_behind_predicts_layout(tmp_path: Path, method: str, flag: int) -> None:
+    examples = REPO / "examples" / "input"
+    assert main(["predict", f"classical:{method}", str(examples), str(tmp_path), "classical_radius=5", "-q"]) == 0
+    for mask_path in sorted(examples.glob("*_mask*.png")):
+        image = np.asarray(Image.open(examples / mask_path.name.replace("_mask000", "")).convert("RGB"))
+        hole = np.asarray(Image.open(mask_path).convert("L")) > 0
+        expected = cv2.inpaint(image, hole.astype(np.uint8) * 255, 5, flag)
+        got = np.asarray(Image.open(tmp_path / mask_path.name))
+        np.testing.assert_array_equal(got, expected)  # OpenCV itself, hole and known pixels alike
+        np.testing.assert_array_equal(got[~hole], image[~hole])
+        assert np.abs(got[hole].astype(int) - image[hole]).mean() > 0  # the hole was filled, not copied
+
+
+def test_mean_fill_paints_the_hole_with_the_known_pixels_mean_colour(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    hole = np.zeros((20, 30), dtype=bool)
+    hole[5:12, 8:25] = True
+    Image.fromarray(image).save(tmp_path / "x.png")
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "x_mask000.png")
+    assert main(["predict", "classical:mean-fill", str(tmp_path), str(tmp_path / "out"), "-q"]) == 0
+    got = np.asarray(Image.open(tmp_path / "out" / "x_mask000.png"))
+    colour = np.floor(image[~hole].astype(np.float64).mean(axis=0) + 1e-4).astype(np.uint8)  # truncated, as written
+    assert (np.abs(got[hole].astype(int) - colour) <= 1).all() and (got[hole] == got[hole][0]).all()
+    np.testing.assert_array_equal(got[~hole], image[~hole])

@@ -54,6 +54,10 @@ class LoaderConfig:
     window_size: int | None = None  # the window cut in the worker; None: 2 × crop when augmenting geometry
     shuffle_buffer: int = 200
     masks: str = "wide"
+    # Draw the masks for the crop: stroke and box lengths scaled by crop_size / 256 (the size the official configs
+    # were made for), so a hole covers the same share of any crop; at 256 the official masks exactly. false: the
+    # official lengths at every crop size (a 64² crop is then often entirely hole).
+    scale_masks: bool = True
     augment: str = "distortions"  # distortions | flip | no_augs
     augment_on: str = "auto"  # auto (device when it is a GPU) | loader | device
     seed: int = 0
@@ -70,7 +74,13 @@ class LoaderConfig:
         if self.augment_on not in AUGMENT_ON:
             raise ValueError(f"augment_on={self.augment_on!r}: expected one of {', '.join(AUGMENT_ON)}")
         self.augment_config.validate()
-        MaskGenerator.from_config(self.masks)
+        self.mask_generator()
+
+    def mask_generator(self) -> MaskGenerator:
+        """The training masks for ``crop_size`` crops."""
+        if self.scale_masks:
+            return MaskGenerator.for_size(self.masks, self.crop_size)
+        return MaskGenerator.from_config(self.masks)
 
     @property
     def augment_config(self) -> AugmentConfig:
@@ -198,7 +208,7 @@ class TrainSamples(IterableDataset):
         self.augment_here = augment_here
         self.start_epoch = start_epoch
         self.position = position
-        self.masks = MaskGenerator.from_config(config.masks)
+        self.masks = config.mask_generator()
 
     def consumer(self) -> tuple[int, int]:
         """(logical consumer, consumers). Worker ids are rotated on resume so that the DataLoader, which restarts

@@ -2,8 +2,9 @@
 
 The area of a mask is the float32 mean of its values in [0, 1] (not the fraction of nonzero pixels), binned into
 left-closed tenths ``0-10%`` … ``90-100%`` with an area of exactly 1 folded into the last bin. Per-image metrics get a
-mean and a population standard deviation per bin; FID is recomputed on each bin's images (NaN for a single image).
-The TSV is the official file: two header rows, one row per non-empty bin, then ``total``.
+mean and a population standard deviation per bin (the hole scores over the images that have a hole); FID is
+recomputed on each bin's images (NaN for a single image). The TSV is the official file: two header rows, one row
+per non-empty bin, then ``total``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import numpy as np
 import torch
 
 from lama.eval.fid import FIDMethod, frechet_distance
-from lama.eval.metrics import fid100_f1, labelled_name
+from lama.eval.metrics import HOLE_METRICS, PER_IMAGE_METRICS, fid100_f1, labelled_name
 
 BIN_EDGES = np.linspace(0, 1, 11)
 BIN_NAMES = tuple(f"{100 * low:.0f}-{100 * high:.0f}%" for low, high in itertools.pairwise(BIN_EDGES))
 TOTAL = "total"
-PER_IMAGE_METRICS = ("ssim", "psnr", "lpips")
 # The official TSV's columns, in its order; PSNR is not among them (it is in the JSON).
 TSV_COLUMNS = (("ssim", "mean"), ("ssim", "std"), ("lpips", "mean"), ("lpips", "std"), ("fid", "mean"),
                ("lpips_fid100_f1", "mean"))
@@ -67,7 +67,9 @@ def group_scores(
         group: GroupScores = {"n": len(members)}
         for metric in PER_IMAGE_METRICS:
             values = np.asarray(per_image[metric], dtype=np.float64)[members]
-            group[metric] = {"mean": float(values.mean()), "std": float(values.std())}
+            if metric in HOLE_METRICS:
+                values = values[np.isfinite(values)]  # an empty hole has no hole score
+            group[metric] = {"mean": float(values.mean()), "std": float(values.std())} if len(values) else None
         group["fid"] = frechet_distance(features_predicted[members], features_target[members], method=fid_method)
         scores[name] = group
     total = scores[TOTAL]

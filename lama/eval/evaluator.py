@@ -27,7 +27,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lama.eval.bins import (
-    PER_IMAGE_METRICS,
     TOTAL,
     area_bin_indices,
     format_tsv,
@@ -36,7 +35,7 @@ from lama.eval.bins import (
     mask_areas,
 )
 from lama.eval.fid import FEATURE_DIM
-from lama.eval.metrics import ValidationMetrics
+from lama.eval.metrics import PER_IMAGE_METRICS, ValidationMetrics
 from lama.eval.provenance import apply_overrides, describe_mask_set, describe_model_dir
 from lama.files import atomic_write
 from lama.journal import Journal
@@ -196,7 +195,7 @@ def _identity(options: EvaluateOptions, pairs: Sequence[MaskImagePair], metrics:
         for path in (pair.mask, pair.image, pair.output):
             stat = path.stat()
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return {"inputs": digest.hexdigest(), "batch_size": options.batch_size,
+    return {"inputs": digest.hexdigest(), "batch_size": options.batch_size, "metrics": list(PER_IMAGE_METRICS),
             "networks": [metrics.lpips_net.weights_label, metrics.inception.weights_label]}
 
 
@@ -230,7 +229,7 @@ def _measure(
     with journal, bar:
         for number, (image, mask, predicted) in zip(todo, _batches(pairs, batches, todo, options.num_workers),
                                                     strict=True):
-            measured = metrics.measure(predicted, image)
+            measured = metrics.measure(predicted, image, mask)
             record = {"batch": number, **{name: measured[name].tolist() for name in PER_IMAGE_METRICS},
                       "area": mask_areas(mask).tolist()}
             stored = {name: measured[f"features_{name}"].numpy() for name in features}

@@ -1,4 +1,5 @@
-"""The validation metrics the trainer accumulates: SSIM, PSNR, LPIPS, FID and LaMa's two integral scores.
+"""The validation metrics the trainer accumulates: SSIM, PSNR, LPIPS, FID, LaMa's two integral scores and, given
+the masks, SSIM and PSNR over the hole.
 
 ``ValidationMetrics`` keeps per-image SSIM/PSNR/LPIPS values and the Inception features of predictions and targets
 (all on CPU), and ``compute()`` turns them into one number per metric. FID is computed between the set of
@@ -23,12 +24,15 @@ import torch.distributed as dist
 
 from lama.eval.fid import FEATURE_DIM, FIDInceptionV3, FIDMethod, frechet_distance
 from lama.eval.lpips import LPIPSVGG
-from lama.eval.ssim import psnr, ssim
+from lama.eval.ssim import hole_psnr, hole_ssim, psnr, ssim
 
 logger = logging.getLogger(__name__)
 
 WeightsMode = Literal["pretrained", "stand-in"]
-METRIC_NAMES = ("ssim", "psnr", "lpips", "fid", "ssim_fid100_f1", "lpips_fid100_f1")
+METRIC_NAMES = ("ssim", "psnr", "lpips", "fid", "ssim_fid100_f1", "lpips_fid100_f1", "hole_ssim", "hole_psnr")
+# Per-image values, averaged over the images; the hole ones only when the masks are given.
+PER_IMAGE_METRICS = ("ssim", "psnr", "lpips", "hole_ssim", "hole_psnr")
+HOLE_METRICS = ("hole_ssim", "hole_psnr")
 # Which pretrained network each metric depends on.
 NETWORKS_OF_METRIC: dict[str, tuple[str, ...]] = {
     "ssim": (),
@@ -37,6 +41,8 @@ NETWORKS_OF_METRIC: dict[str, tuple[str, ...]] = {
     "fid": ("fid",),
     "ssim_fid100_f1": ("fid",),
     "lpips_fid100_f1": ("lpips", "fid"),
+    "hole_ssim": (),
+    "hole_psnr": (),
 }
 NO_NETWORK_LABEL = "exact (no pretrained network)"
 STAND_IN_SUFFIX = "_stand-in"
@@ -104,7 +110,7 @@ class ValidationMetrics:
 
     def reset(self) -> None:
         """Forget every accumulated image (e.g. at the start of a validation epoch)."""
-        self._values: dict[str, list[torch.Tensor]] = {"ssim": [], "psnr": [], "lpips": []}
+        self._values: dict[str, list[torch.Tensor]] = {name: [] for name in PER_IMAGE_METRICS}
         self._features: dict[str, list[torch.Tensor]] = {"predicted": [], "target": []}
 
     @property
@@ -130,9 +136,11 @@ class ValidationMetrics:
         return labels
 
     @torch.no_grad()
-    def measure(self, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image ``ssim``, ``psnr``, ``lpips`` (N,) and Inception ``features_predicted``/``features_target``
-        (N, 2048) of one batch, on CPU, without accumulating (the area-bin evaluator keeps its own records)."""
+    def measure(self, predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Per-image ``ssim``, ``psnr``, ``lpips``, ``hole_ssim``, ``hole_psnr`` (N,; the hole ones NaN without a
+        ``mask``) and Inception ``features_predicted``/``features_target`` (N, 2048) of one batch, on CPU, without
+        accumulating (the area-bin evaluator keeps its own records)."""
         if predicted.ndim != 4 or predicted.shape != target.shape or predicted.shape[1] != 3:
             raise ValueError(
                 f"expected two (N, 3, H, W) batches of the same shape, got {tuple(predicted.shape)} and "
@@ -141,24 +149,33 @@ class ValidationMetrics:
         p = predicted.detach().to(self.device, torch.float32)
         t = target.detach().to(self.device, torch.float32)
         with torch.autocast(self.device.type, enabled=False):  # the official numbers are float32
-            return {
+            measured = {
                 "ssim": ssim(p, t).cpu(),
                 "psnr": psnr(p, t).cpu(),
                 "lpips": self.lpips_net(p, t).cpu(),
                 "features_predicted": self.inception(p).cpu(),
                 "features_target": self.inception(t).cpu(),
             }
+            if mask is None:
+                nan = torch.full((len(p),), math.nan, dtype=torch.float64)
+                measured.update(hole_ssim=nan.float(), hole_psnr=nan)
+            else:
+                m = mask.detach().to(self.device, torch.float32)
+                measured.update(hole_ssim=hole_ssim(p, t, m).cpu(), hole_psnr=hole_psnr(p, t, m).cpu())
+            return measured
 
-    def update(self, predicted: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch of predictions and their targets, (N, 3, H, W) in [0, 1]; any float dtype, any device."""
-        measured = self.measure(predicted, target)
+    def update(self, predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Add a batch of predictions and their targets, (N, 3, H, W) in [0, 1], and optionally the hole masks
+        (N, 1, H, W); any float dtype, any device."""
+        measured = self.measure(predicted, target, mask)
         for name in self._values:
             self._values[name].append(measured[name])
         for name in self._features:
             self._features[name].append(measured[f"features_{name}"])
 
     def compute(self) -> dict[str, float]:
-        """``ssim``, ``psnr``, ``lpips`` (means over all images of all ranks), ``fid`` and the two f1 scores.
+        """``ssim``, ``psnr``, ``lpips`` (means over all images of all ranks), ``fid``, the two f1 scores and, when
+        masks were given, ``hole_ssim`` and ``hole_psnr`` (means over the images with a hole).
 
         FID needs at least 2 images (NaN otherwise, and then NaN f1 scores); with fewer images than 2048 the
         covariances are singular, which the Fréchet distance handles (see ``lama.eval.fid``).
@@ -202,11 +219,13 @@ class ValidationMetrics:
         means = {name: float(np.mean(gathered[name], dtype=np.float64)) for name in ("ssim", "psnr", "lpips")}
         fid = frechet_distance(gathered["features_predicted"], gathered["features_target"], method=self.fid_method)
         logger.debug("FID over %d image pairs (%s)", len(gathered["ssim"]), self.fid_method)
+        holes = {name: gathered[name][np.isfinite(gathered[name])] for name in HOLE_METRICS}
         return {
             **means,
             "fid": fid,
             "ssim_fid100_f1": fid100_f1(means["ssim"], fid),
             "lpips_fid100_f1": fid100_f1(1.0 - means["lpips"], fid),
+            **{name: float(np.mean(values, dtype=np.float64)) for name, values in holes.items() if len(values)},
         }
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from lama.baselines import classical_method
+from lama.losses.total import recipe_deviations
 from lama.masks.eval_set import MANIFEST
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,8 @@ logger = logging.getLogger(__name__)
 MASK_SET_KINDS = ("thin", "medium", "thick")
 ARCHITECTURES = ("fourier", "dilated", "regular", "shallow", "deep", "big-lama")
 MODEL_FIELDS = ("name", "path", "architecture", "train_masks", "mask_interp", "parameters")
+# Derived from the files only: the classical method of a baseline, and the recipe deviations of a trained model.
+DERIVED_MODEL_FIELDS = ("classical", "recipe")
 MASK_SET_FIELDS = ("name", "kind", "size", "path")
 # Generator kinds of the official configs → the paper's architecture names (Table 2). The depth variants are
 # recognised by the paper's block counts (Big LaMa, 18 Fourier blocks, is in no table); any other depth keeps the
@@ -63,10 +67,16 @@ def _kind_from_name(name: str) -> str | None:
 
 
 def describe_model_dir(model_dir: str | Path | None) -> dict[str, Any]:
-    """``name``, ``path``, ``architecture``, ``train_masks``, ``mask_interp`` and ``parameters`` of a model dir,
-    from its ``config.yaml`` and, for runs trained here, ``train_config.yaml``; None where a file does not say."""
-    info: dict[str, Any] = dict.fromkeys(MODEL_FIELDS)
+    """``name``, ``path``, ``architecture``, ``train_masks``, ``mask_interp``, ``parameters``, ``classical`` and
+    ``recipe`` of a model dir, from its ``config.yaml`` and, for runs trained here, ``train_config.yaml`` (the
+    recipe: how its loss departs from the paper's, empty when it does not); None where a file does not say.
+    ``classical:NAME`` (a classical baseline) is described by its method alone."""
+    info: dict[str, Any] = dict.fromkeys((*MODEL_FIELDS, *DERIVED_MODEL_FIELDS))
     if model_dir is None:
+        return info
+    method = classical_method(str(model_dir))
+    if method is not None:
+        info.update(name=method, path=str(model_dir), classical=method)
         return info
     model_dir = Path(model_dir)
     info.update(name=model_dir.resolve().name, path=str(model_dir))
@@ -78,8 +88,10 @@ def describe_model_dir(model_dir: str | Path | None) -> dict[str, Any]:
     train = _read_yaml(model_dir / "train_config.yaml")
     masks = ((train.get("data") or {}).get("loader") or {}).get("masks")
     info["train_masks"] = masks if isinstance(masks, str) else None
-    interp = (train.get("loss") or {}).get("mask_interp")
+    loss = train.get("loss")
+    interp = (loss or {}).get("mask_interp")
     info["mask_interp"] = interp if isinstance(interp, str) else None
+    info["recipe"] = recipe_deviations(loss) if isinstance(loss, dict) else None
     return info
 
 

@@ -1,29 +1,33 @@
-"""Rebuild the paper's tables (1, 2, 4, the mask_interp follow-up) and Fig. 6 from ``lama evaluate`` results.
+"""Rebuild the paper's tables (1, 2, 4, the mask_interp follow-up) and Fig. 6 from ``lama evaluate`` results, after
+the sanity anchors (``lama.eval.anchors``): every model against the classical baselines by hole SSIM and PSNR.
 
-Input: evaluation JSON files (format ``lama-eval/1``, one per model × eval mask set). Output, in ``out_dir``:
-``tables.md`` (the tables with the paper's numbers beside ours), ``report.json`` (every cell, machine-readable),
-``fig6_resolution.png`` and ``samples/*.png`` (masked input | mask | ours | ground truth).
+Input: evaluation JSON files (format ``lama-eval/1``, one per model × eval mask set, read by
+``lama.eval.evaluations``). Output, in ``out_dir``: ``tables.md`` (the tables with the paper's numbers beside ours),
+``report.json`` (every cell, machine-readable), ``fig6_resolution.png`` and ``samples/<mask set>.png`` (masked
+input | mask | every model of that set side by side | ground truth).
 
 Relative changes follow the paper's marks: in an ablation table every row is compared with the table's base row,
-ours with our base row and the paper's with the paper's, so the two columns compare like for like; Table 1 has one
-row and compares ours with the paper. A value computed with a stand-in network is marked † wherever it is shown.
+ours with our base row and the paper's with the paper's, so the two columns compare like for like; Table 1 compares
+ours with the paper. A value computed with a stand-in network is marked †, one of a model trained with another loss
+than the paper's §, wherever it is shown, and neither is ever compared with the paper's number.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from lama.eval.evaluator import FORMAT as EVAL_FORMAT
-from lama.eval.metrics import STAND_IN_SUFFIX, affected_by_stand_ins
+from lama.baselines import LABELS as CLASSICAL_LABELS
+from lama.baselines import METHODS
+from lama.eval.anchors import AnchorTable, anchor_json, anchor_markdown, build_anchor_table
+from lama.eval.evaluations import EVAL_FORMAT, Evaluation, Picker, choose_size, load_evaluations
 from lama.eval.paper import (
     FIG6_NOTE,
     MASK_INTERP_NOTE,
@@ -36,13 +40,13 @@ from lama.eval.paper import (
     TABLE4,
     PaperRow,
 )
-from lama.eval.provenance import MASK_SET_KINDS
 from lama.eval.report_figures import (
-    GRID_COLUMNS,
     METRIC_TITLES,
     STAND_IN_MARK,
     ResolutionSeries,
     SeriesPoint,
+    grid_columns,
+    sample_pairs,
     write_resolution_figure,
     write_sample_grid,
 )
@@ -51,7 +55,6 @@ from lama.files import atomic_write
 logger = logging.getLogger(__name__)
 
 REPORT_FORMAT = "lama-report/1"
-PREFERRED_SIZE = 512  # the paper's Places resolution
 MARKDOWN_NAME = "tables.md"
 JSON_NAME = "report.json"
 FIGURE_NAME = "fig6_resolution.png"
@@ -63,205 +66,53 @@ STAND_IN_FOOTNOTE = (
     f"{STAND_IN_MARK} computed with a seeded random stand-in network: not a real LPIPS/FID; fetch the weights with "
     "`lama weights fetch`."
 )
+RECIPE_MARK = "§"
 LEGEND = (
     "▲/▼: relative change, higher/lower than the value it is compared with (ablation tables: the table's base row, "
     "ours against ours and the paper's against the paper's; Table 1: ours against the paper). For FID and LPIPS "
-    "lower is better, so ▼ is an improvement."
+    f"lower is better, so ▼ is an improvement. A value marked {STAND_IN_MARK} (stand-in network) or {RECIPE_MARK} "
+    "(trained with another loss than the paper's) is never compared with the paper's."
 )
 MASK_INTERPS = ("none", "bilinear", "bicubic")
-STAND_IN_NETWORKS = ("lpips", "fid")
-
-
-# --------------------------------------------------------------------------------------------- reading evaluations
-@dataclass(frozen=True)
-class Measured:
-    """A metric as an evaluation reports it: the value (None when NaN or null) and whether a stand-in made it."""
-
-    value: float | None
-    stand_in: bool
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One ``lama-eval/1`` file: which model, which eval mask set, and its metrics."""
-
-    source: Path
-    mask_set: str
-    mask_kind: str | None
-    mask_size: int | None
-    mask_dir: Path
-    predictions_dir: Path
-    model_label: str
-    architecture: str | None
-    train_masks: str  # null in the file counts as "wide", the default training masks
-    mask_interp: str  # null counts as "none", the paper's behaviour
-    parameters: int | None
-    stand_in_networks: tuple[str, ...]
-    n: int
-    metrics: Mapping[str, float | None]
-
-    def metric(self, name: str) -> Measured | None:
-        """Look up ``name`` or ``name_stand-in``; None when the evaluation did not compute it.
-
-        The value counts as a stand-in's if its key says so or if ``stand_in`` lists a network it depends on, so an
-        inconsistent file can never pass a stand-in number off as a real LPIPS or FID.
-        """
-        affected = name in affected_by_stand_ins(self.stand_in_networks)
-        for key, labelled in ((name + STAND_IN_SUFFIX, True), (name, False)):
-            if key in self.metrics:
-                value = self.metrics[key]
-                finite = value is not None and math.isfinite(value)
-                return Measured(float(value) if finite else None, labelled or affected)
-        return None
-
-
-def load_evaluations(results: Iterable[str | Path]) -> list[Evaluation]:
-    """Evaluation files named directly or found under directories, each once, sorted by path.
-
-    Hidden folders and files under a searched directory (``.dvc``, ``.git``, temporary files) are skipped.
-    """
-    found: dict[Path, Evaluation] = {}
-    for item in results:
-        path = Path(item)
-        if path.is_dir():
-            candidates = [(file, False) for file in sorted(path.rglob("*.json"))
-                          if not any(part.startswith(".") for part in file.relative_to(path).parts)]
-        elif path.is_file():
-            candidates = [(path, True)]
-        else:
-            raise FileNotFoundError(f"{path}: no such evaluation file or directory")
-        for file, named in candidates:
-            evaluation = _read_evaluation(file, named)
-            if evaluation is not None:
-                found.setdefault(file.resolve(), evaluation)
-    return sorted(found.values(), key=lambda evaluation: str(evaluation.source))
-
-
-def _read_evaluation(path: Path, named: bool) -> Evaluation | None:
-    """Parse a file that claims ``lama-eval/1``; other JSON under a directory is not ours and is skipped."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        if named:
-            raise ValueError(f"{path}: not a readable JSON file ({error})") from error
-        logger.warning("skipping %s: not a readable JSON file (%s)", path, error)
-        return None
-    if not isinstance(data, dict) or data.get("format") != EVAL_FORMAT:
-        if named:
-            raise ValueError(f"{path}: key 'format' must be {EVAL_FORMAT!r}")
-        return None
-    return parse_evaluation(data, path)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number_or_null(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
-def _one_of(*allowed: object) -> Callable[[Any], bool]:
-    return lambda value: value in allowed
-
-
-def _str_or_null(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-def _require(path: Path, data: Mapping, key: str, accept: Callable[[Any], bool], expected: str) -> Any:
-    """The value at a dotted key, or a one-line ValueError naming the file and the key that is wrong."""
-    node: Any = data
-    parts = key.split(".")
-    for depth, part in enumerate(parts):
-        if not isinstance(node, dict):
-            raise ValueError(f"{path}: key '{'.'.join(parts[:depth])}' must be an object, got {node!r:.60}")
-        if part not in node:
-            raise ValueError(f"{path}: key '{key}' is missing (expected {expected})")
-        node = node[part]
-    if not accept(node):
-        raise ValueError(f"{path}: key '{key}' must be {expected}, got {node!r:.60}")
-    return node
-
-
-def parse_evaluation(data: Mapping, path: Path) -> Evaluation:
-    """Check the fields the report uses and turn them into an ``Evaluation``; ValueError names the wrong key."""
-    def need(key: str, accept: Callable[[Any], bool], expected: str) -> Any:
-        return _require(path, data, key, accept, expected)
-
-    kinds = f"one of {[*MASK_SET_KINDS, None]}"
-    metrics = need("metrics", lambda value: isinstance(value, dict), "an object of metric values")
-    for name in metrics:
-        need(f"metrics.{name}", _is_number_or_null, "a number or null")
-    stand_in = need("stand_in", lambda value: isinstance(value, list), f"a list of {list(STAND_IN_NETWORKS)}")
-    for index, network in enumerate(stand_in):
-        if network not in STAND_IN_NETWORKS:
-            raise ValueError(f"{path}: key 'stand_in[{index}]' must be one of {list(STAND_IN_NETWORKS)}, "
-                             f"got {network!r:.60}")
-    model_path = need("model.path", _str_or_null, "a string or null")
-    model_name = need("model.name", _str_or_null, "a string or null")
-    architecture = need("model.architecture", _str_or_null, "a string or null")
-    return Evaluation(
-        source=path,
-        mask_set=need("mask_set.name", lambda value: isinstance(value, str) and value != "", "a non-empty string"),
-        mask_kind=need("mask_set.kind", _one_of(*MASK_SET_KINDS, None), kinds),
-        mask_size=need("mask_set.size", lambda value: value is None or (_is_int(value) and value > 0),
-                       "a positive integer or null"),
-        mask_dir=_data_path(need("mask_set.path", lambda value: isinstance(value, str), "a string"), path),
-        predictions_dir=_data_path(need("predictions", lambda value: isinstance(value, str), "a string"), path),
-        model_label=model_name or (Path(model_path).name if model_path else None) or architecture or path.stem,
-        architecture=architecture,
-        # Any training-mask config or interpolation is a valid record; only the paper's ones fill table rows.
-        train_masks=need("model.train_masks", _str_or_null, "a string or null") or "wide",
-        mask_interp=need("model.mask_interp", _str_or_null, "a string or null") or "none",
-        parameters=need("model.parameters", lambda value: value is None or _is_int(value), "an integer or null"),
-        stand_in_networks=tuple(stand_in),
-        n=need("n", lambda value: _is_int(value) and value >= 0, "a non-negative integer"),
-        metrics=dict(metrics),
-    )
-
-
-def _data_path(text: str, source: Path) -> Path:
-    """Paths in an evaluation are relative to where ``lama evaluate`` ran: try here, then the file's ancestors."""
-    path = Path(text)
-    if path.is_absolute():
-        return path
-    for base in (Path.cwd(), *source.resolve().parents):
-        if (base / path).exists():
-            return base / path
-    return path
 
 
 # ------------------------------------------------------------------------------------------------- table structure
 @dataclass(frozen=True)
 class Selector:
-    """Which trained model a table row means: architecture plus training masks and mask_interp."""
+    """Which model a table row means: a trained architecture plus its training masks and mask_interp, or a
+    classical baseline."""
 
-    architecture: str
+    architecture: str | None
     train_masks: str = "wide"
     mask_interp: str = "none"
+    classical: str | None = None
 
     def matches(self, evaluation: Evaluation) -> bool:
-        return (evaluation.architecture, evaluation.train_masks, evaluation.mask_interp) == (
-            self.architecture, self.train_masks, self.mask_interp)
+        return (evaluation.architecture, evaluation.train_masks, evaluation.mask_interp, evaluation.classical) == (
+            self.architecture, self.train_masks, self.mask_interp, self.classical)
 
     def short(self) -> str:
         """Name of the model in a missing-list line: the architecture plus what differs from the defaults."""
-        parts = [self.architecture]
+        if self.classical is not None:
+            return self.classical
+        parts = [str(self.architecture)]
         if self.train_masks != "wide":
             parts.append(f"{self.train_masks}-trained")
         if self.mask_interp != "none":
             parts.append(f"mask_interp={self.mask_interp}")
         return ", ".join(parts)
 
-    def training_hint(self) -> str:
-        """What to train to fill the row, in the config's own words."""
-        hint = f"architecture={self.architecture}"
+    def command(self) -> str:
+        """The command that adds the row's model to the pipeline's workspace (the sample profile's run is the
+        top-level config; the paper profile has a run per row, which plain `dvc repro` trains)."""
+        if self.classical is not None:
+            return f"dvc exp run -S 'eval.baselines=[{','.join(METHODS)}]'"
+        command = f"dvc exp run -S generator={self.architecture}"
         if self.train_masks != "wide":
-            hint += f" with train_masks={self.train_masks}"
+            command += f" -S masks={self.train_masks}"
         if self.mask_interp != "none":
-            hint += f" with loss.mask_interp={self.mask_interp}"
-        return hint
+            command += f" -S loss.mask_interp={self.mask_interp}"
+        return command
 
 
 @dataclass(frozen=True)
@@ -284,8 +135,10 @@ class TableSpec:
 
 
 TABLE_SPECS = (
-    TableSpec("table1", "Table 1 — LaMa on Places (narrow and wide masks)",
-              (RowSpec(TABLE1_LAMA.label, Selector("fourier"), TABLE1_LAMA),), base_row=None, show_params=True),
+    TableSpec("table1", "Table 1 — LaMa on Places (narrow and wide masks), with classical baselines",
+              (RowSpec(TABLE1_LAMA.label, Selector("fourier"), TABLE1_LAMA),
+               *(RowSpec(CLASSICAL_LABELS[method], Selector(None, classical=method), None) for method in METHODS)),
+              base_row=None, show_params=True),
     TableSpec("table2", "Table 2 — architecture ablation (wide training masks)",
               tuple(RowSpec(row.label, Selector(arch), row) for arch, row in TABLE2.items()), base_row=0,
               show_params=True),
@@ -308,6 +161,7 @@ class Cell:
     status: str  # "ok", "missing" (no evaluation) or "n/a" (evaluated, no number)
     ours: float | None = None
     stand_in: bool = False
+    recipe: tuple[str, ...] = ()  # how the evaluated model's training departs from the paper's recipe
     source: str | None = None
     paper: float | None = None
     paper_note: str | None = None
@@ -345,34 +199,6 @@ def relative_change_pct(value: float | None, base: float | None) -> float | None
     return (value - base) / base * 100.0
 
 
-def choose_size(evaluations: Sequence[Evaluation], table_size: int | None) -> int | None:
-    """The eval resolution of a table: the one asked for, else 512 when present, else the largest present."""
-    if table_size is not None:
-        return table_size
-    sizes = {evaluation.mask_size for evaluation in evaluations if evaluation.mask_size is not None}
-    if not sizes:  # nothing evaluated yet: name the paper's size; only unsized sets: use those
-        return None if evaluations else PREFERRED_SIZE
-    return PREFERRED_SIZE if PREFERRED_SIZE in sizes else max(sizes)
-
-
-class _Picker:
-    """Chooses one evaluation per cell (the first by path) and warns once about each set of duplicates."""
-
-    def __init__(self) -> None:
-        self._warned: set[tuple[str, ...]] = set()
-
-    def pick(self, matches: Sequence[Evaluation], what: str) -> Evaluation | None:
-        if not matches:
-            return None
-        ordered = sorted(matches, key=lambda evaluation: str(evaluation.source))
-        names = tuple(str(evaluation.source) for evaluation in ordered)
-        if len(ordered) > 1 and names not in self._warned:
-            self._warned.add(names)
-            logger.warning("%d evaluations match %s: using %s, ignoring %s", len(names), what, names[0],
-                           ", ".join(names[1:]))
-        return ordered[0]
-
-
 def _table_candidates(spec: TableSpec, evaluations: Sequence[Evaluation]) -> list[Evaluation]:
     kinds = set(MASK_KIND_OF_WIDTH.values())
     return [evaluation for evaluation in evaluations if evaluation.mask_kind in kinds
@@ -384,7 +210,7 @@ def _default_mask_set(width: str, size: int | None) -> str:
     return kind if size is None else f"{kind}_{size}"
 
 
-def build_table(spec: TableSpec, evaluations: Sequence[Evaluation], table_size: int | None, picker: _Picker) -> Table:
+def build_table(spec: TableSpec, evaluations: Sequence[Evaluation], table_size: int | None, picker: Picker) -> Table:
     """Fill a table's cells from the evaluations at its resolution, then its relative changes and missing list."""
     candidates = _table_candidates(spec, evaluations)
     size = choose_size(candidates, table_size)
@@ -410,10 +236,10 @@ def build_table(spec: TableSpec, evaluations: Sequence[Evaluation], table_size: 
 
 
 def _missing_line(selector: Selector, mask_set: str, width: str, size: int | None) -> str:
-    """What is missing and how to get it, e.g. "dilated × thick_512 — train architecture=dilated and ..."."""
+    """What is missing and the command that fills it, e.g. "dilated × thick_512 — `dvc exp run -S ...`"."""
     where = f" at {size}×{size}" if size else ""
-    return (f"{selector.short()} × {mask_set} — train {selector.training_hint()} and evaluate it on a "
-            f"{MASK_KIND_OF_WIDTH[width]} mask set{where}")
+    return (f"{selector.short()} × {mask_set} — `{selector.command()}` (with a {MASK_KIND_OF_WIDTH[width]} mask set"
+            f"{where} in eval.mask_sets)")
 
 
 def _cell(width: str, metric: str, mask_set: str, evaluation: Evaluation | None, paper: PaperRow | None) -> Cell:
@@ -424,6 +250,7 @@ def _cell(width: str, metric: str, mask_set: str, evaluation: Evaluation | None,
     if evaluation is None:
         return cell
     cell.source = str(evaluation.source)
+    cell.recipe = evaluation.recipe or ()
     measured = evaluation.metric(metric)
     if measured is None or measured.value is None:
         cell.status = NOT_AVAILABLE
@@ -434,15 +261,21 @@ def _cell(width: str, metric: str, mask_set: str, evaluation: Evaluation | None,
 
 
 def _fill_relative_changes(table: Table) -> None:
-    """Ablations: every non-base row against the base row (ours vs ours, paper vs paper); Table 1: ours vs paper."""
+    """Ablations: every non-base row against the base row (ours vs ours, paper vs paper); Table 1: ours vs paper.
+
+    Only like is compared with like: a value from a stand-in network or from a model trained with another recipe is
+    never set against the paper's number, and ours against our base row only when both were measured and trained
+    alike."""
     base_index = table.spec.base_row
     for index, row in enumerate(table.rows):
         for key, cell in row.cells.items():
             if base_index is None:
-                cell.ours_change_pct = relative_change_pct(cell.ours, cell.paper)
+                if not (cell.stand_in or cell.recipe):
+                    cell.ours_change_pct = relative_change_pct(cell.ours, cell.paper)
             elif index != base_index:
                 base = table.rows[base_index].cells[key]
-                cell.ours_change_pct = relative_change_pct(cell.ours, base.ours)
+                if (cell.stand_in, bool(cell.recipe)) == (base.stand_in, bool(base.recipe)):
+                    cell.ours_change_pct = relative_change_pct(cell.ours, base.ours)
                 cell.paper_change_pct = relative_change_pct(cell.paper, base.paper)
 
 
@@ -466,10 +299,11 @@ def _with_change(text: str, pct: float | None) -> str:
 
 
 def ours_text(cell: Cell) -> str:
-    """What a reader sees in an "ours" cell; a stand-in value always carries the † mark."""
+    """What a reader sees in an "ours" cell; a stand-in value always carries the † mark, a value of a model trained
+    with another recipe than the paper's the § mark."""
     if cell.status == MISSING:
         return MISSING
-    mark = STAND_IN_MARK if cell.stand_in else ""
+    mark = (STAND_IN_MARK if cell.stand_in else "") + (RECIPE_MARK if cell.recipe else "")
     if cell.ours is None:
         return f"{NOT_AVAILABLE}{mark}"
     return _with_change(f"{format_value(cell.ours, cell.metric)}{mark}", cell.ours_change_pct)
@@ -543,11 +377,12 @@ def _markdown_row(cells: Sequence[str]) -> str:
 
 
 def _table_footnotes(table: Table) -> list[str]:
-    """Stand-in footnote and notes on cells the paper leaves empty (a paragraph each), then one line per missing
-    evaluation, each starting with "missing:" so it reads on its own."""
+    """Stand-in and recipe footnotes and notes on cells the paper leaves empty (a paragraph each), then one line per
+    missing evaluation, each starting with "missing:" so it reads on its own."""
     lines = []
     if any(cell.stand_in for cell in table.cells()):
         lines.append(STAND_IN_FOOTNOTE)
+    lines += recipe_footnotes([(row.spec.label, cell.recipe) for row in table.rows for cell in row.cells.values()])
     for row in table.rows:
         for cell in row.cells.values():
             if cell.paper is None and cell.paper_note:
@@ -558,8 +393,16 @@ def _table_footnotes(table: Table) -> list[str]:
     return [*paragraphs, *missing, ""]
 
 
+def recipe_footnotes(recipes: Sequence[tuple[str, tuple[str, ...]]]) -> list[str]:
+    """One § paragraph per (model label, recipe) trained otherwise than the paper's, saying how; each once, in
+    first-seen order."""
+    distinct = dict.fromkeys((label, recipe) for label, recipe in recipes if recipe)
+    return [f"{RECIPE_MARK} {label}: trained with a recipe that is not the paper's ({', '.join(recipe)}), so it is "
+            "not compared with the paper's numbers." for label, recipe in distinct]
+
+
 # ---------------------------------------------------------------------------------------------------------- Fig. 6
-def resolution_series(evaluations: Sequence[Evaluation], picker: _Picker) -> dict[str, dict[str, list[SeriesPoint]]]:
+def resolution_series(evaluations: Sequence[Evaluation], picker: Picker) -> dict[str, dict[str, list[SeriesPoint]]]:
     """Fig. 6's points: per architecture (wide-trained, mask_interp none), FID and LPIPS on thick masks by size."""
     series: dict[str, dict[str, list[SeriesPoint]]] = {metric: {} for metric in METRICS}
     for architecture, paper_row in TABLE2.items():
@@ -568,14 +411,17 @@ def resolution_series(evaluations: Sequence[Evaluation], picker: _Picker) -> dic
         for evaluation in evaluations:
             if selector.matches(evaluation) and evaluation.mask_kind == "thick" and evaluation.mask_size:
                 by_size.setdefault(evaluation.mask_size, []).append(evaluation)
-        for size in sorted(by_size):
-            chosen = picker.pick(by_size[size], f"{selector.short()} × thick at {size}×{size}")
+        chosen = {size: picker.pick(found, f"{selector.short()} × thick at {size}×{size}")
+                  for size, found in sorted(by_size.items())}
+        deviates = any(evaluation.deviates for evaluation in chosen.values() if evaluation)
+        label = f"{paper_row.label} ({architecture}){RECIPE_MARK if deviates else ''}"
+        for size, evaluation in chosen.items():
             for metric in METRICS:
-                measured = chosen.metric(metric) if chosen else None
+                measured = evaluation.metric(metric) if evaluation else None
                 if measured is None:
                     continue
-                point = SeriesPoint(size, measured.value, measured.stand_in, str(chosen.source))
-                series[metric].setdefault(f"{paper_row.label} ({architecture})", []).append(point)
+                point = SeriesPoint(size, measured.value, measured.stand_in, str(evaluation.source))
+                series[metric].setdefault(label, []).append(point)
     return series
 
 
@@ -589,6 +435,8 @@ def figure_markdown(series: ResolutionSeries, figure_name: str) -> list[str]:
                      "(wide-trained, mask_interp none).  ")
     if any(point.stand_in for lines_ in series.values() for points in lines_.values() for point in points):
         lines.append(STAND_IN_FOOTNOTE + "  ")
+    if any(label.endswith(RECIPE_MARK) for lines_ in series.values() for label in lines_):
+        lines.append(f"{RECIPE_MARK} trained with a recipe that is not the paper's (see the tables' notes).  ")
     lines += [FIG6_NOTE, ""]
     return lines
 
@@ -596,10 +444,17 @@ def figure_markdown(series: ResolutionSeries, figure_name: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- sample grids
 @dataclass(frozen=True)
 class GridResult:
-    evaluation: str
-    title: str
-    path: str | None  # relative to out_dir; None when skipped
-    reason: str | None = None
+    """One mask set's grid: the models shown side by side, the evaluations they come from, and those left out."""
+
+    mask_set: str
+    models: list[str]
+    sources: list[str]
+    path: str | None  # relative to out_dir; None when no model could be shown
+    skipped: dict[str, str] = field(default_factory=dict)  # model -> why its column is missing
+
+    @property
+    def title(self) -> str:
+        return f"{self.mask_set}: {', '.join(self.models) or 'nothing to show'}"
 
 
 def _slug(text: str) -> str:
@@ -607,7 +462,7 @@ def _slug(text: str) -> str:
 
 
 def _unique_name(name: str, used: set[str]) -> str:
-    """``name``, or ``name-2``, ``name-3``... when two evaluations share a model and mask-set label."""
+    """``name``, or ``name-2``, ``name-3``... when two mask sets share a name."""
     candidate, number = name, 2
     while candidate in used:
         candidate, number = f"{name}-{number}", number + 1
@@ -615,35 +470,60 @@ def _unique_name(name: str, used: set[str]) -> str:
     return candidate
 
 
+def _grid_order(evaluation: Evaluation) -> tuple[int, str]:
+    """Trained models first (by name), then the classical baselines in their usual order."""
+    if evaluation.classical is None:
+        return 0, evaluation.model_label
+    return 1, f"{METHODS.index(evaluation.classical):03d}" if evaluation.classical in METHODS else evaluation.classical
+
+
 def write_sample_grids(evaluations: Sequence[Evaluation], out_dir: Path, samples: int, progress: bool
                        ) -> list[GridResult]:
-    """One grid per evaluation; a grid whose files are gone is skipped with a warning, never failing the report."""
+    """One grid per mask set with every model evaluated on it side by side. A model whose files are gone loses its
+    column (with a warning) and a grid with no model left is skipped: the report itself never fails on them."""
+    by_set: dict[tuple[str, Path], list[Evaluation]] = {}
+    for evaluation in evaluations:
+        by_set.setdefault((evaluation.mask_set, evaluation.mask_dir), []).append(evaluation)
     results: list[GridResult] = []
     used: set[str] = set()
-    for evaluation in tqdm(evaluations, desc="sample grids", unit="grid", disable=not progress):
-        title = f"{evaluation.model_label} × {evaluation.mask_set}"
-        relative = f"{SAMPLES_DIR}/{_unique_name(_slug(f'{evaluation.model_label}__{evaluation.mask_set}'), used)}.png"
-        try:
-            write_sample_grid(evaluation.mask_dir, evaluation.predictions_dir, samples, out_dir / relative)
-        except (OSError, ValueError) as error:
-            logger.warning("skipping the sample grid of %s (%s): %s", title, evaluation.source, error)
-            results.append(GridResult(str(evaluation.source), title, None, str(error)))
-            continue
-        results.append(GridResult(str(evaluation.source), title, relative))
+    for (mask_set, mask_dir), members in tqdm(sorted(by_set.items(), key=lambda item: str(item[0])),
+                                              desc="sample grids", unit="grid", disable=not progress):
+        shown: dict[str, Path] = {}
+        sources: list[str] = []
+        skipped: dict[str, str] = {}
+        for evaluation in sorted(members, key=_grid_order):
+            name = evaluation.classical or evaluation.model_label
+            try:
+                sample_pairs(mask_dir, evaluation.predictions_dir, samples)
+            except (OSError, ValueError) as error:
+                logger.warning("leaving %s out of the %s sample grid (%s): %s", name, mask_set, evaluation.source,
+                               error)
+                skipped[name] = str(error)
+                continue
+            shown.setdefault(name, evaluation.predictions_dir)
+            sources.append(str(evaluation.source))
+        relative = f"{SAMPLES_DIR}/{_unique_name(_slug(mask_set), used)}.png"
+        if shown:
+            try:
+                write_sample_grid(mask_dir, shown, samples, out_dir / relative)
+            except (OSError, ValueError) as error:
+                logger.warning("skipping the %s sample grid: %s", mask_set, error)
+                skipped.update(dict.fromkeys(shown, str(error)))
+                shown = {}
+        results.append(GridResult(mask_set, list(shown), sources, relative if shown else None, skipped))
     return results
 
 
 def samples_markdown(grids: Sequence[GridResult], samples: int) -> list[str]:
-    lines = ["## Samples", "", f"Columns: {' | '.join(GRID_COLUMNS)}; the first {samples} masks of each mask set "
-             "in sorted order.", ""]
+    columns = " | ".join(grid_columns(["one column per model"]))
+    lines = ["## Samples", "", f"Columns: {columns}; the first {samples} masks of each mask set in sorted order.", ""]
     if not grids:
-        lines.append("No evaluations in the tables, so no sample grids.")
+        lines += ["No evaluations in the tables, so no sample grids.", ""]
     for grid in grids:
         if grid.path:
-            lines.append(f"- [{grid.title}]({grid.path}) — from `{grid.evaluation}`")
-        else:
-            lines.append(f"- {grid.title}: skipped ({grid.reason})")
-    lines.append("")
+            lines += [f"### {grid.mask_set}", "", f"![{grid.title}]({grid.path})", ""]
+        for model, reason in grid.skipped.items():
+            lines += [f"{grid.mask_set}: {model} left out ({reason})", ""]
     return lines
 
 
@@ -687,11 +567,12 @@ def build_report(results: Sequence[str | Path], out_dir: str | Path, *, table_si
     if not evaluations:
         logger.warning("no %s evaluation files in %s: every table cell will be missing", EVAL_FORMAT,
                        ", ".join(map(str, results)))
-    picker = _Picker()
+    picker = Picker()
+    anchors = build_anchor_table(evaluations, table_size, picker)
     tables = [build_table(spec, evaluations, table_size, picker) for spec in TABLE_SPECS]
     series = resolution_series(evaluations, picker)
     write_resolution_figure(series, out / FIGURE_NAME)
-    used = _evaluations_in_tables(tables, evaluations)
+    used = _evaluations_shown(anchors, tables, evaluations)
     grids = write_sample_grids(used, out, samples, progress) if samples else []
     summary = ReportSummary(
         out_dir=out, markdown=out / MARKDOWN_NAME, json=out / JSON_NAME, figure=out / FIGURE_NAME,
@@ -699,23 +580,28 @@ def build_report(results: Sequence[str | Path], out_dir: str | Path, *, table_si
         skipped_grids=sum(grid.path is None for grid in grids), evaluations=len(evaluations),
         missing_cells=sum(cell.status == MISSING for table in tables for cell in table.cells()),
     )
-    markdown = _report_markdown(tables, series, grids, summary, samples)
+    markdown = _report_markdown(anchors, tables, series, grids, summary, samples)
     atomic_write(summary.markdown, lambda handle: handle.write(markdown.encode("utf-8")))
-    payload = _report_json(tables, series, grids, evaluations, summary)
+    payload = _report_json(anchors, tables, series, grids, evaluations, summary)
     atomic_write(summary.json, lambda handle: handle.write(json.dumps(payload, indent=2, ensure_ascii=False)
                                                             .encode("utf-8")))
     logger.info("report written to %s: %s", out, summary)
     return summary
 
 
-def _evaluations_in_tables(tables: Sequence[Table], evaluations: Sequence[Evaluation]) -> list[Evaluation]:
+def _evaluations_shown(anchors: AnchorTable, tables: Sequence[Table], evaluations: Sequence[Evaluation]
+                       ) -> list[Evaluation]:
+    """The evaluations behind a number of the report: theirs are the sample grids."""
     sources = {cell.source for table in tables for cell in table.cells() if cell.source}
+    sources.update(source for row in anchors.rows for source in row.sources.values())
     return [evaluation for evaluation in evaluations if str(evaluation.source) in sources]
 
 
-def _report_markdown(tables: Sequence[Table], series: ResolutionSeries, grids: Sequence[GridResult],
-                     summary: ReportSummary, samples: int) -> str:
+def _report_markdown(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries,
+                     grids: Sequence[GridResult], summary: ReportSummary, samples: int) -> str:
     lines = ["# LaMa paper tables, rebuilt", "", f"{summary}.", "", PAPER_EVAL_NOTE, "", LEGEND, ""]
+    lines += anchor_markdown(anchors, RECIPE_MARK,
+                             recipe_footnotes([(row.label, row.recipe) for row in anchors.rows]))
     for table in tables:
         lines += table_markdown(table)
     lines += figure_markdown(series, FIGURE_NAME)
@@ -723,13 +609,15 @@ def _report_markdown(tables: Sequence[Table], series: ResolutionSeries, grids: S
     return "\n".join(lines)
 
 
-def _report_json(tables: Sequence[Table], series: ResolutionSeries, grids: Sequence[GridResult],
-                 evaluations: Sequence[Evaluation], summary: ReportSummary) -> dict[str, Any]:
+def _report_json(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries,
+                 grids: Sequence[GridResult], evaluations: Sequence[Evaluation], summary: ReportSummary
+                 ) -> dict[str, Any]:
     return {
         "format": REPORT_FORMAT,
         "summary": str(summary),
         "evaluations": [_evaluation_json(evaluation) for evaluation in evaluations],
         "paper_note": PAPER_EVAL_NOTE,
+        "anchors": anchor_json(anchors),
         "tables": {table.spec.key: _table_json(table) for table in tables},
         "figure": {
             "path": FIGURE_NAME,
@@ -737,7 +625,7 @@ def _report_json(tables: Sequence[Table], series: ResolutionSeries, grids: Seque
             "series": {metric: {label: [vars(point) for point in points] for label, points in lines.items()}
                        for metric, lines in series.items()},
         },
-        "samples": [vars(grid) for grid in grids],
+        "samples": [{**vars(grid), "title": grid.title} for grid in grids],
     }
 
 
@@ -745,6 +633,7 @@ def _evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
     return {
         "path": str(evaluation.source), "model": evaluation.model_label, "architecture": evaluation.architecture,
         "train_masks": evaluation.train_masks, "mask_interp": evaluation.mask_interp,
+        "classical": evaluation.classical, "recipe": None if evaluation.recipe is None else list(evaluation.recipe),
         "mask_set": evaluation.mask_set, "kind": evaluation.mask_kind, "size": evaluation.mask_size,
         "n": evaluation.n, "stand_in": list(evaluation.stand_in_networks),
     }
@@ -762,6 +651,7 @@ def _table_json(table: Table) -> dict[str, Any]:
         "rows": [{
             "label": row.spec.label,
             "architecture": row.spec.selector.architecture,
+            "classical": row.spec.selector.classical,
             "train_masks": row.spec.selector.train_masks,
             "mask_interp": row.spec.selector.mask_interp,
             "parameters": row.parameters,

@@ -22,7 +22,9 @@ STAND_IN_MARK = "†"
 METRIC_TITLES = {"fid": "FID", "lpips": "LPIPS"}
 NO_DATA_TEXT = "no evaluations at several resolutions yet"
 ONE_SIZE_TEXT = "only one resolution evaluated so far"
-GRID_COLUMNS = ("masked input", "mask", "ours", "ground truth")
+# A grid's columns: these two, one per model (its name), then the ground truth.
+GRID_INPUT_COLUMNS = ("masked input", "mask")
+GRID_TARGET_COLUMN = "ground truth"
 GRID_HEADER = 14  # pixels of column labels above the tiles
 GRID_GAP = 2  # white pixels between tiles
 WHITE = 255
@@ -109,20 +111,32 @@ def sample_pairs(mask_dir: Path, predictions_dir: Path, samples: int) -> list[Ma
     return pairs
 
 
+def grid_columns(models: Sequence[str]) -> tuple[str, ...]:
+    """The column labels of a grid of ``models``."""
+    return (*GRID_INPUT_COLUMNS, *models, GRID_TARGET_COLUMN)
+
+
 def tile_origin(row: int, column: int, tile_shape: tuple[int, int]) -> tuple[int, int]:
     """Top-left pixel (y, x) of a tile in a sample grid, so tests and readers can find each picture."""
     height, width = tile_shape
     return GRID_HEADER + row * (height + GRID_GAP), column * (width + GRID_GAP)
 
 
-def sample_grid(mask_dir: Path, predictions_dir: Path, samples: int) -> np.ndarray:
-    """Rows of masked input | mask | ours | ground truth (uint8 RGB); raises OSError/ValueError if files are gone."""
-    rows = [_row_tiles(pair) for pair in sample_pairs(mask_dir, predictions_dir, samples)]
+def sample_grid(mask_dir: Path, predictions: Mapping[str, Path], samples: int) -> np.ndarray:
+    """Rows of masked input | mask | one prediction per model (name -> predictions folder, in that order) | ground
+    truth (uint8 RGB), so models are seen side by side on the same holes; raises OSError/ValueError if files are
+    gone."""
+    if not predictions:
+        raise ValueError(f"no predictions to show for {mask_dir}")
+    pairs = {name: sample_pairs(mask_dir, folder, samples) for name, folder in predictions.items()}
+    first = next(iter(pairs.values()))
+    rows = [_row_tiles(row, [found[index] for found in pairs.values()]) for index, row in enumerate(first)]
+    columns = grid_columns(list(predictions))
     tile_shape = (max(t.shape[0] for r in rows for t in r), max(t.shape[1] for r in rows for t in r))
     top, _ = tile_origin(len(rows), 0, tile_shape)
-    _, right = tile_origin(0, len(GRID_COLUMNS), tile_shape)
+    _, right = tile_origin(0, len(columns), tile_shape)
     canvas = np.full((top - GRID_GAP, right - GRID_GAP, 3), WHITE, dtype=np.uint8)
-    _draw_header(canvas, tile_shape[1])
+    _draw_header(canvas, tile_shape[1], columns)
     for row, tiles in enumerate(rows):
         for column, tile in enumerate(tiles):
             y, x = tile_origin(row, column, tile_shape)
@@ -130,32 +144,31 @@ def sample_grid(mask_dir: Path, predictions_dir: Path, samples: int) -> np.ndarr
     return canvas
 
 
-def _row_tiles(pair: MaskImagePair) -> tuple[np.ndarray, ...]:
+def _row_tiles(pair: MaskImagePair, outputs: Sequence[MaskImagePair]) -> tuple[np.ndarray, ...]:
     image = _read_rgb(pair.image)
     hole = np.asarray(open_image(pair.mask).convert("L")) > 0
-    prediction = _read_rgb(pair.output)
     if hole.shape != image.shape[:2]:
         raise ValueError(f"{pair.mask}: mask is {hole.shape[::-1]}, image {pair.image} is {image.shape[1::-1]}")
     masked = image.copy()
     masked[hole] = WHITE
     mask_rgb = np.repeat((hole * WHITE).astype(np.uint8)[..., None], 3, axis=2)
-    return masked, mask_rgb, prediction, image
+    return masked, mask_rgb, *(_read_rgb(output.output) for output in outputs), image
 
 
 def _read_rgb(path: Path) -> np.ndarray:
     return np.asarray(open_image(path).convert("RGB"))
 
 
-def _draw_header(canvas: np.ndarray, tile_width: int) -> None:
+def _draw_header(canvas: np.ndarray, tile_width: int, columns: Sequence[str]) -> None:
     """Column labels, each clipped to its own column so narrow tiles never get overlapping text."""
-    for column, label in enumerate(GRID_COLUMNS):
+    for column, label in enumerate(columns):
         strip = Image.new("RGB", (tile_width, GRID_HEADER - GRID_GAP), (WHITE, WHITE, WHITE))
         ImageDraw.Draw(strip).text((1, 0), label, fill=(0, 0, 0))
         _, x = tile_origin(0, column, (0, tile_width))
         canvas[: GRID_HEADER - GRID_GAP, x : x + tile_width] = np.asarray(strip)
 
 
-def write_sample_grid(mask_dir: Path, predictions_dir: Path, samples: int, path: Path) -> None:
+def write_sample_grid(mask_dir: Path, predictions: Mapping[str, Path], samples: int, path: Path) -> None:
     """Build a grid and save it as PNG; nothing is written when a file it needs is missing."""
-    grid = sample_grid(mask_dir, predictions_dir, samples)
+    grid = sample_grid(mask_dir, predictions, samples)
     atomic_write(path, lambda handle: Image.fromarray(grid, "RGB").save(handle, format="PNG"))

@@ -1,4 +1,5 @@
-"""SSIM and PSNR per image, as LaMa's evaluator measures them (``saicinpainting/evaluation/losses/ssim.py``).
+"""SSIM and PSNR per image, as LaMa's evaluator measures them (``saicinpainting/evaluation/losses/ssim.py``), and
+the same two restricted to the hole.
 
 The official SSIM differs from scikit-image's and torchmetrics' in ways that move the numbers by up to 0.14: an
 11×11 Gaussian window (σ 1.5) applied per channel with *zero* padding 5, so the map keeps the image size and the
@@ -70,4 +71,27 @@ def psnr(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR per image (N,) in dB for data range 1, from the float64 MSE (capped at 100 dB, see ``PSNR_MIN_MSE``)."""
     _check_pair(predicted, target)
     mse = (predicted.double() - target.double()).pow(2).mean(dim=(1, 2, 3))
+    return -10.0 * torch.log10(mse.clamp_min(PSNR_MIN_MSE))
+
+
+def _hole_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per image, the mean of ``values`` (N, C, H, W) weighted by the (N, 1, H, W) mask; NaN where the hole is empty."""
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != values.shape[-2:] or len(mask) != len(values):
+        raise ValueError(f"expected an (N, 1, H, W) mask for {tuple(values.shape)} images, got {tuple(mask.shape)}")
+    weights = mask.to(values.dtype).expand_as(values)
+    return (values * weights).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3))
+
+
+def hole_ssim(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """SSIM per image (N,) over the hole: ``ssim_map`` averaged with the mask as weights (NaN for an empty hole).
+
+    The official SSIM averages over the whole image, where the known pixels (copied from the target) lift every
+    method towards 1; over the hole it tells inpaintings apart, and a flat fill scores near 0."""
+    return _hole_mean(ssim_map(predicted, target), mask)
+
+
+def hole_psnr(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PSNR per image (N,) in dB over the hole: the float64 MSE weighted by the mask (NaN for an empty hole)."""
+    _check_pair(predicted, target)
+    mse = _hole_mean((predicted.double() - target.double()).pow(2), mask)
     return -10.0 * torch.log10(mse.clamp_min(PSNR_MIN_MSE))

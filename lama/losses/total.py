@@ -18,7 +18,9 @@ Every term is computed on the raw generator output (the official ``predicted_ima
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -65,6 +67,32 @@ class LossConfig:
                           stacklevel=2)
 
 
+# The weights of the paper's recipe (eq. 5 with the official L1 weights): LossConfig's defaults. mask_interp is not
+# among them: it is the axis of its own study, and its default is the official behaviour.
+RECIPE_WEIGHTS = ("kappa", "alpha", "beta", "gamma", "l1_known", "l1_missing")
+
+
+def recipe_deviations(loss: Mapping[str, Any]) -> list[str]:
+    """How a ``loss`` section departs from the paper's recipe, one entry per key (``loss.alpha=0 (paper 30)``), the
+    HRF encoder included; empty for the paper's recipe. Numbers of a model trained otherwise are still numbers, but
+    not the paper's method: the report marks them and does not compare them with the paper's."""
+    paper = LossConfig()
+    known = {field.name for field in fields(LossConfig)}
+    config = {**asdict(paper), **{key: value for key, value in loss.items() if key in known}}
+    found = [f"loss.{key}={config[key]:g} (paper {getattr(paper, key):g})" for key in RECIPE_WEIGHTS
+             if float(config[key]) != float(getattr(paper, key))]
+    if float(config["alpha"]) > 0:
+        for key in ("hrf_weights", "hrf_bn_mode"):
+            if config[key] != getattr(paper, key):
+                found.append(f"loss.{key}={config[key]} (paper {getattr(paper, key)})")
+    return found
+
+
+def recipe_label(loss: Mapping[str, Any]) -> str:
+    """``paper``, or the deviations joined: what a reader of a model's numbers must know about its training."""
+    return "; ".join(recipe_deviations(loss)) or "paper"
+
+
 class LamaLoss(nn.Module):
     """Generator and discriminator objectives of one LaMa training step.
 
@@ -87,8 +115,10 @@ class LamaLoss(nn.Module):
 
     @property
     def labels(self) -> dict[str, str]:
-        """What a reader of the numbers must know: whether the HRF term came from a stand-in network."""
-        return {"hrf_weights": getattr(self.hrf, "weights_label", "off" if self.hrf is None else "custom")}
+        """What a reader of the numbers must know: whether the HRF term came from a stand-in network, and whether
+        the recipe is the paper's."""
+        return {"hrf_weights": getattr(self.hrf, "weights_label", "off" if self.hrf is None else "custom"),
+                "recipe": recipe_label(asdict(self.config))}
 
     def generator_loss(
         self, image: Tensor, mask: Tensor, predicted: Tensor, discriminator: nn.Module
@@ -96,18 +126,21 @@ class LamaLoss(nn.Module):
         """Weighted total and unweighted terms of the G step (the trainer freezes D's parameters for it)."""
         c = self.config
         terms = {"l1": masked_l1_loss(predicted, image, mask, c.l1_known, c.l1_missing)}
-        total = terms["l1"]
         if c.kappa > 0 or c.beta > 0:
             _, real_features = discriminator(image)
             fake_logits, fake_features = discriminator(predicted)
             terms["adversarial"] = generator_adversarial_loss(fake_logits)
             terms["feature_matching"] = feature_matching_loss(fake_features, real_features, mask, c.mask_interp)
-            total = total + c.kappa * terms["adversarial"] + c.beta * terms["feature_matching"]
         if self.hrf is not None and c.alpha > 0:
             terms["hrf_perceptual"] = self.hrf(predicted, image)
-            total = total + c.alpha * terms["hrf_perceptual"]
-        terms["total"] = total
+        terms["total"] = sum(self.weighted(terms).values())
         return terms
+
+    def weighted(self, terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The G-step terms as they enter the total: each times its weight (the L1 term carries its own)."""
+        weights = {"l1": 1.0, "adversarial": self.config.kappa, "feature_matching": self.config.beta,
+                   "hrf_perceptual": self.config.alpha}
+        return {name: weights[name] * value for name, value in terms.items() if name in weights}
 
     def discriminator_loss(
         self, image: Tensor, mask: Tensor, predicted: Tensor, discriminator: nn.Module

@@ -13,6 +13,7 @@ prefix are accepted as aliases.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +85,23 @@ EVAL_CONFIGS: dict[str, EvalSetConfig] = {
 }
 
 
-# Stroke and box lengths in pixels, scaled with the image side for sizes the official code has no config for.
+# Stroke and box lengths in pixels: what scales with the image side when a config is used at another size.
 _SCALED_KEYS = {"max_width", "max_len", "margin", "bbox_min_size", "bbox_max_size"}
+# The crop side the official training configs were made for (abl-04-256-..., the paper's 256² training crops).
+TRAIN_MASK_SIZE = 256
+
+
+def scale_lengths(generator: dict[str, Any], factor: float) -> dict[str, Any]:
+    """A generator config with every stroke and box length multiplied by ``factor`` (rounded, at least 1 px); the
+    counts and angles stay. A factor of 1 returns an equal config, so the masks are the official ones bit for bit."""
+
+    if factor == 1:  # a zero margin would otherwise become 1 px
+        return copy.deepcopy(generator)
+
+    def scale(section: dict[str, Any]) -> dict[str, Any]:
+        return {key: max(1, round(value * factor)) if key in _SCALED_KEYS else value for key, value in section.items()}
+
+    return {key: scale(value) if isinstance(value, dict) else value for key, value in generator.items()}
 
 
 def scaled_eval_config(kind: str, size: int) -> EvalSetConfig:
@@ -93,13 +109,18 @@ def scaled_eval_config(kind: str, size: int) -> EvalSetConfig:
     its lengths scaled by size / base, the recipe for the paper's resolution study (Fig. 6, 256 to 1536)."""
     base = 512 if size >= 512 else 256
     official = EVAL_CONFIGS[f"{kind}_{base}"]
-    factor = size / base
+    return EvalSetConfig(generator=scale_lengths(official.generator, size / base), out_min_size=size)
 
-    def scale(section: dict[str, Any]) -> dict[str, Any]:
-        return {key: max(1, round(value * factor)) if key in _SCALED_KEYS else value for key, value in section.items()}
 
-    generator = {key: scale(value) if isinstance(value, dict) else value for key, value in official.generator.items()}
-    return EvalSetConfig(generator=generator, out_min_size=size)
+def generator_config_for_size(name: str, size: int) -> dict[str, Any]:
+    """The generator config ``name`` (a training or eval config) with its lengths scaled from the size it was made
+    for to ``size``: the official ``wide`` masks cover about 36 % of a 256² crop, but 66 % of a 64² crop (35 % of
+    them all of it), where a generator sees too little to learn from; scaled, a 64² crop gets 41 %. KeyError if
+    ``name`` is not a known config."""
+    if name in TRAIN_CONFIGS:
+        return scale_lengths(TRAIN_CONFIGS[name], size / TRAIN_MASK_SIZE)
+    config = eval_set_config(name)
+    return scale_lengths(config.generator, size / config.out_min_size)
 
 
 def eval_set_config(name: str) -> EvalSetConfig:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lama.masks.configs import TRAIN_CONFIGS, eval_set_config, known_config_names
+from lama.masks.configs import TRAIN_CONFIGS, eval_set_config, generator_config_for_size, known_config_names
 from lama.masks.shapes import (
     BoxDrawer,
     BoxParams,
@@ -64,9 +64,17 @@ class MaskGenerator:
         try:
             return cls(eval_set_config(name_or_config).generator, name=name_or_config)
         except KeyError:
-            raise ValueError(
-                f"unknown mask config {name_or_config!r}; expected one of {', '.join(known_config_names())}"
-            ) from None
+            raise _unknown(name_or_config) from None
+
+    @classmethod
+    def for_size(cls, name: str, size: int) -> MaskGenerator:
+        """The named config drawn for ``size``² images: its stroke and box lengths scaled from the size it was made
+        for (256 for the training configs), so that a hole covers the same share of a smaller or larger crop. At
+        the config's own size the masks are exactly those of ``from_config``."""
+        try:
+            return cls(generator_config_for_size(name, size), name=f"{name} scaled to {size}")
+        except KeyError:
+            raise _unknown(name) from None
 
     def generate(self, rng: np.random.RandomState, height: int, width: int) -> np.ndarray:
         """One mask from ``rng``, drawing exactly what the official generator draws from numpy's global state."""
@@ -102,6 +110,10 @@ class MaskGenerator:
 
     def __repr__(self) -> str:
         return f"MaskGenerator({self.name or self.config!r})"
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown mask config {name!r}; expected one of {', '.join(known_config_names())}")
 
 
 def _integral(value: Any, where: str, params_type: type, key: str) -> Any:

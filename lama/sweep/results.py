@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from optuna.trial import TrialState
 
 from lama.files import atomic_write
@@ -40,6 +41,7 @@ def summarize(search: Search, plan: Plan) -> dict[str, Any]:
         "objective": config.metric if config.objective == "training" else "closed-form",
         "direction": "maximize" if search.spec.maximize else "minimize",
         "initial": search.spec.start,
+        "base_loss": search.base.get("loss", {}),  # the whole loss section the trials start from
         "best": None if best is None else {"weights": best[0], "value": best[1], "setting": setting_key(best[0])},
         "round_best": plan.round_best,
         "stages": [{"stage": stage.id.label, "beam": [setting_key(w) for w in stage.beam],
@@ -82,12 +84,17 @@ def write_results(summary: dict[str, Any], out_dir: str | Path, loss_config: str
 
 
 def render_loss_config(summary: dict[str, Any]) -> str:
+    """The searched run's whole loss section with the best weights: every key is written, so the option means
+    the same whichever loss option the run started from (the paper's, or the sample profile's offline one)."""
     best = summary["best"]
     lines = [f"# The loss weights found by `lama sweep` (search {summary['search']}: {summary['objective']} = "
              f"{best['value']:.6g}, {summary['reason']}).",
              "# Train with them: `dvc exp run -S loss=swept`, or `lama params loss=swept` then `dvc repro`.",
              "defaults:", "  - lama", "  - _self_", ""]
     lines += [f"{name}: {best['weights'][name]!r}" for name in COORDINATES]
+    others = {key: value for key, value in (summary.get("base_loss") or {}).items() if key not in COORDINATES}
+    if others:
+        lines.append(yaml.safe_dump(others, sort_keys=False).rstrip())
     return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,7 @@ PRECISIONS = ("auto", "no", "bf16")
 EVAL_WEIGHTS = ("pretrained", "stand-in")
 FID_METHODS = ("svd", "sqrtm")
 # Higher is better for these; the rest (fid, lpips) are minimised.
-MAXIMISED = ("ssim", "psnr", "ssim_fid100_f1", "lpips_fid100_f1")
+MAXIMISED = ("ssim", "psnr", "ssim_fid100_f1", "lpips_fid100_f1", "hole_ssim", "hole_psnr")
 BEST_METRICS = (*MAXIMISED, "fid", "lpips")
 
 
@@ -119,6 +119,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.mixed_precision == "False":  # YAML 1.1 reads a bare `no` (train.mixed_precision=no) as false
+            self.mixed_precision = "no"
         for key in ("steps", "save_every", "keep_states", "val_every", "log_every", "sample_every"):
             value = getattr(self, key)
             if value < 1:

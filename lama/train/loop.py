@@ -34,10 +34,7 @@ from tqdm import tqdm
 from lama.data.loader import TrainLoader
 from lama.eval.metrics import ValidationMetrics, labelled_name
 from lama.files import atomic_write, write_image
-from lama.losses.total import LamaLoss
-from lama.models.discriminator import NLayerDiscriminator
-from lama.models.generators import build_generator
-from lama.models.model_dir import InpaintingModel, save_model_dir
+from lama.models.model_dir import save_model_dir
 from lama.tracking import TRACKING_REFERENCE, Tracker, run_tags
 from lama.train.config import MAXIMISED, ConfigError, RunConfig, config_difference
 from lama.train.state import StateStore, TrainProgress
@@ -135,6 +132,30 @@ def stop_requests() -> Iterator[dict[str, int]]:
             signal.signal(sig, old)
 
 
+class LogWindow:
+    """The loss terms of the steps since the last log line: their means (each over the steps that had it: the
+    per-term output gradients are measured on logged steps only) and, for the gradient norms before clipping, also
+    the largest of the window (``*_max``), so that one exploding step shows even in a long window."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._maxima: dict[str, torch.Tensor] = {}
+
+    def add(self, terms: Mapping[str, torch.Tensor]) -> None:
+        self.steps += 1
+        for name, value in terms.items():
+            self._sums[name] = self._sums.get(name, 0) + value
+            self._counts[name] = self._counts.get(name, 0) + 1
+            if name.endswith("/grad_norm"):
+                self._maxima[name] = torch.maximum(self._maxima[name], value) if name in self._maxima else value
+
+    def values(self) -> dict[str, torch.Tensor]:
+        means = {f"train/{name}": total / self._counts[name] for name, total in self._sums.items()}
+        return {**means, **{f"train/{name}_max": value for name, value in self._maxima.items()}}
+
+
 class TrainingRun:
     """The state of one training process; ``run()`` trains until ``train.steps`` or a stop signal."""
 
@@ -156,21 +177,10 @@ class TrainingRun:
     def _build(self) -> None:
         config, accelerator = self.config, self.accelerator
         set_seed(config.train.seed)
-        generator = InpaintingModel(build_generator(config.generator), config.generator)
-        discriminator = NLayerDiscriminator(config.discriminator.input_nc, config.discriminator.ndf,
-                                            config.discriminator.n_layers)
-        self.loss = LamaLoss(config.loss).to(self.device)
-        optim = config.optim
-        generator_optimizer = torch.optim.Adam(generator.parameters(), lr=optim.generator_lr,
-                                               betas=tuple(optim.betas), eps=optim.eps)
-        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=optim.discriminator_lr,
-                                                   betas=tuple(optim.betas), eps=optim.eps)
-        (self.generator, self.discriminator, self.generator_optimizer,
-         self.discriminator_optimizer) = accelerator.prepare(generator, discriminator, generator_optimizer,
-                                                             discriminator_optimizer)
+        self.step_fn = GanStep.build(config, accelerator, self.autocast_dtype)
+        self.loss, self.generator, self.discriminator = self.step_fn.loss, self.step_fn.generator, \
+            self.step_fn.discriminator
         accelerator.register_for_checkpointing(self.progress)
-        self.step_fn = GanStep(accelerator, self.generator, self.discriminator, self.loss, self.generator_optimizer,
-                               self.discriminator_optimizer, optim.grad_clip, self.autocast_dtype)
         self.val_set = None
         self.metrics = None
         if config.data.val is not None:
@@ -231,28 +241,27 @@ class TrainingRun:
         total, step = config.train.steps, self.progress.step
         bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True,
                    disable=not (main and config.train.progress))
-        sums: dict[str, torch.Tensor] = {}
-        count, started, status, exit_code = 0, time.perf_counter(), "finished", 0
+        window = LogWindow()
+        started, status, exit_code = time.perf_counter(), "finished", 0
         batches = iter(self.loader)
         try:
             with stop_requests() as received:
                 while step < total:
                     batch = next(batches)
-                    terms, predicted = self.step_fn(batch["image"], batch["mask"])
+                    logs_next = (step + 1) % config.train.log_every == 0 or step + 1 == total
+                    terms, predicted = self.step_fn(batch["image"], batch["mask"], measure=logs_next)
                     step = self.progress.step = step + 1
                     stop = self._agree(terms, step, bool(received))
-                    for name, value in terms.items():
-                        sums[name] = sums.get(name, 0) + value
-                    count += 1
+                    window.add(terms)
                     bar.update(1)
                     if step % config.train.log_every == 0 or step == total or stop:
                         elapsed = time.perf_counter() - started
-                        images = count * config.data.loader.batch_size * accelerator.num_processes
-                        speed = {"train/steps_per_s": count / elapsed, "train/images_per_s": images / elapsed}
-                        logged = self._log({**{f"train/{k}": v / count for k, v in sums.items()}, **speed}, step)
+                        images = window.steps * config.data.loader.batch_size * accelerator.num_processes
+                        speed = {"train/steps_per_s": window.steps / elapsed, "train/images_per_s": images / elapsed}
+                        logged = self._log({**window.values(), **speed}, step)
                         bar.set_postfix({"G": f"{logged['train/gen/total']:.3g}",
                                          "D": f"{logged['train/discr/total']:.3g}"}, refresh=False)
-                        sums, count, started = {}, 0, time.perf_counter()
+                        window, started = LogWindow(), time.perf_counter()
                     if main and config.train.sample_count and (step % config.train.sample_every == 0 or step == 1):
                         self._sample(batch, predicted, step)
                     validating = self.val_set is not None and (step % config.train.val_every == 0 or step == total)

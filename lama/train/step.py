@@ -20,6 +20,10 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from lama.losses.total import LamaLoss
+from lama.models.discriminator import NLayerDiscriminator
+from lama.models.generators import build_generator
+from lama.models.model_dir import InpaintingModel
+from lama.train.config import RunConfig
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype | None) -> Callable[[], contextlib.AbstractContextManager]:
@@ -45,6 +49,31 @@ class GanStep:
         self.grad_clip = grad_clip
         self.autocast = autocast_for(accelerator.device, autocast_dtype)
 
+    @classmethod
+    def build(cls, config: RunConfig, accelerator: Accelerator, autocast_dtype: torch.dtype | None = None
+              ) -> GanStep:
+        """Fresh networks, loss and Adam optimizers of ``config``, prepared by ``accelerator``."""
+        generator = InpaintingModel(build_generator(config.generator), config.generator)
+        discriminator = NLayerDiscriminator(config.discriminator.input_nc, config.discriminator.ndf,
+                                            config.discriminator.n_layers)
+        loss = LamaLoss(config.loss).to(accelerator.device)
+        optim = config.optim
+        generator_optimizer = torch.optim.Adam(generator.parameters(), lr=optim.generator_lr,
+                                               betas=tuple(optim.betas), eps=optim.eps)
+        discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=optim.discriminator_lr,
+                                                   betas=tuple(optim.betas), eps=optim.eps)
+        prepared = accelerator.prepare(generator, discriminator, generator_optimizer, discriminator_optimizer)
+        return cls(accelerator, *prepared[:2], loss, *prepared[2:], optim.grad_clip, autocast_dtype)
+
+    def _output_gradient_norms(self, terms: dict[str, Tensor], predicted: Tensor) -> dict[str, Tensor]:
+        weighted = self.loss.weighted(terms)
+        norms = {}
+        for name, value in weighted.items():
+            (gradient,) = torch.autograd.grad(value, predicted, retain_graph=True, allow_unused=True)
+            norms[name] = (predicted.new_zeros((), dtype=torch.float32) if gradient is None
+                           else gradient.detach().float().norm())
+        return norms
+
     def _update(self, total: Tensor, module: nn.Module, optimizer: torch.optim.Optimizer) -> Tensor | None:
         optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(total)
@@ -54,11 +83,15 @@ class GanStep:
         optimizer.step()
         return norm
 
-    def __call__(self, image: Tensor, mask: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    def __call__(self, image: Tensor, mask: Tensor, measure: bool = False) -> tuple[dict[str, Tensor], Tensor]:
+        """One G step and one D step. With ``measure``, also the norm of each weighted G-step term's gradient with
+        respect to the generator's output (``gen/grad_wrt_output/<term>``): which term drives the generator, and
+        whether one explodes. It costs a backward per term, so the trainer asks for it on logged steps only."""
         self.plain_discriminator.requires_grad_(False)
         with self.autocast():
             predicted = self.generator(image, mask)
             generator_terms = self.loss.generator_loss(image, mask, predicted, self.plain_discriminator)
+        output_norms = self._output_gradient_norms(generator_terms, predicted) if measure else {}
         generator_norm = self._update(generator_terms["total"], self.generator, self.generator_optimizer)
 
         self.plain_discriminator.requires_grad_(True)
@@ -69,6 +102,7 @@ class GanStep:
                                           self.discriminator_optimizer)
 
         terms = {f"gen/{name}": value.detach().float() for name, value in generator_terms.items()}
+        terms.update({f"gen/grad_wrt_output/{name}": norm for name, norm in output_norms.items()})
         terms.update({f"discr/{name}": value.detach().float() for name, value in discriminator_terms.items()})
         if generator_norm is not None and discriminator_norm is not None:
             terms["gen/grad_norm"] = generator_norm.detach().float()

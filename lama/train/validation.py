@@ -57,7 +57,7 @@ def validate(model: nn.Module, data: ValidationSet, metrics: ValidationMetrics, 
         for image, mask in DataLoader(data, batch_size=batch_size):
             image, mask = image.to(device), mask.to(device)
             predicted = model(image, mask).float()
-            metrics.update(mask * predicted + (1 - mask) * image, image)
+            metrics.update(mask * predicted + (1 - mask) * image, image, mask)
         return metrics.compute()
     finally:
         model.train(was_training)

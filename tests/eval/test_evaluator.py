@@ -163,7 +163,7 @@ def test_stand_in_numbers_are_labelled_everywhere(tmp_path: Path) -> None:
     written = json.loads(out.read_text())
     assert written["stand_in"] == ["lpips", "fid"]
     assert set(written["metrics"]) == {"ssim", "psnr", "lpips_stand-in", "fid_stand-in", "lpips_fid100_f1_stand-in",
-                                       "ssim_fid100_f1_stand-in"}
+                                       "ssim_fid100_f1_stand-in", "hole_ssim", "hole_psnr"}
     assert all("stand-in" in label for label in written["networks"].values())
     for group in written["bins"].values():
         assert "lpips" not in group and "fid" not in group and "lpips_stand-in" in group
@@ -184,11 +184,12 @@ def test_interrupted_evaluation_resumes_with_identical_results(
     original = ValidationMetrics.measure
     calls = {"n": 0}
 
-    def interrupted(self: ValidationMetrics, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+    def interrupted(self: ValidationMetrics, predicted: torch.Tensor, target: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> dict:
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self, predicted, target)
+        return original(self, predicted, target, mask)
 
     monkeypatch.setattr(ValidationMetrics, "measure", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -265,7 +266,7 @@ def test_model_provenance_from_a_trained_model_dir(tmp_path: Path) -> None:
     model_dir = tmp_path / "shallow-run"
     save_model_dir(InpaintingModel(generator, config), model_dir)
     (model_dir / "train_config.yaml").write_text(yaml.safe_dump(
-        {"data": {"loader": {"masks": "narrow"}}, "loss": {"mask_interp": "bicubic"}}))
+        {"data": {"loader": {"masks": "narrow"}}, "loss": {"mask_interp": "bicubic", "alpha": 0, "l1_missing": 10}}))
     data, predict = write_eval_set(tmp_path, 3)
     out = tmp_path / "e.json"
     evaluate_predictions(stand_in_options(data, predict, out, model_dir=str(model_dir),
@@ -274,7 +275,9 @@ def test_model_provenance_from_a_trained_model_dir(tmp_path: Path) -> None:
     model = json.loads(out.read_text())["model"]
     assert model == {"name": "sample-shallow", "path": str(model_dir), "architecture": "shallow",
                      "train_masks": "narrow", "mask_interp": "bicubic",
-                     "parameters": sum(p.numel() for p in generator.parameters())}
+                     "parameters": sum(p.numel() for p in generator.parameters()), "classical": None,
+                     # The loss departs from the paper's; the report marks it and compares it with nothing printed.
+                     "recipe": ["loss.alpha=0 (paper 30)", "loss.l1_missing=10 (paper 0)"]}
     assert json.loads(out.read_text())["mask_set"]["size"] == 512
 
 
@@ -300,3 +303,15 @@ def test_paper_architectures_from_official_configs(tmp_path: Path, preset: str, 
     info = describe_model_dir(tmp_path)
     assert (info["architecture"], info["parameters"]) == (architecture, parameters)
     assert info["train_masks"] is None and info["mask_interp"] is None  # no train_config.yaml: not recorded
+    assert info["recipe"] is None and info["classical"] is None
+
+
+def test_a_classical_baseline_is_described_by_its_method(tmp_path: Path) -> None:
+    data, predict = write_eval_set(tmp_path, 3)
+    out = tmp_path / "telea.json"
+    evaluate_predictions(stand_in_options(data, predict, out, model_dir="classical:telea"), progress=False)
+    model = json.loads(out.read_text())["model"]
+    assert (model["name"], model["classical"], model["architecture"], model["recipe"]) == ("telea", "telea", None,
+                                                                                           None)
+    with pytest.raises(ValueError, match="unknown classical method 'telly'"):
+        describe_model_dir("classical:telly")

@@ -15,8 +15,8 @@ import torch.multiprocessing as mp
 
 from lama import weights
 from lama.eval import metrics as metrics_module
-from lama.eval.metrics import METRIC_NAMES, ValidationMetrics, affected_by_stand_ins, fid100_f1
-from lama.eval.ssim import psnr, ssim
+from lama.eval.metrics import HOLE_METRICS, METRIC_NAMES, ValidationMetrics, affected_by_stand_ins, fid100_f1
+from lama.eval.ssim import hole_psnr, hole_ssim, psnr, ssim
 from tests.eval import eval_protocol, single_thread
 
 
@@ -54,7 +54,7 @@ def test_official_evaluation_through_the_registry_files(fixtures: Path, formula_
     assert metrics.num_samples == 32
     values = metrics.compute()
     official = results["results"]
-    assert set(values) == set(METRIC_NAMES)
+    assert set(values) == set(METRIC_NAMES) - set(HOLE_METRICS)  # no masks given, no hole scores
     assert abs(values["ssim"] - official["ssim"]["total"]["mean"]) <= 1e-6
     assert abs(values["lpips"] - official["lpips"]["total"]["mean"]) <= 1e-5 * official["lpips"]["total"]["mean"]
     fid_ref = official["fid"]["total"]["mean"]
@@ -105,13 +105,21 @@ def test_pretrained_without_files_names_the_fetch_command(tmp_path: Path, monkey
 
 def test_stand_in_validation_of_eight_256_images() -> None:
     predicted, target = image_batch(8, 256, seed=0)
+    mask = torch.zeros(8, 1, 256, 256)
+    mask[:, :, 64:128, 64:128] = 1  # the box image_batch changed
     metrics = ValidationMetrics("cpu", "stand-in", seed=0, fid_method="svd")
-    metrics.update(predicted[:5], target[:5])
-    metrics.update(predicted[5:], target[5:])
+    metrics.update(predicted[:5], target[:5], mask[:5])
+    metrics.update(predicted[5:], target[5:], mask[5:])
     values = metrics.compute()
     assert set(values) == set(METRIC_NAMES) and all(math.isfinite(value) for value in values.values())
     assert values["ssim"] == pytest.approx(ssim(predicted, target).double().mean().item(), abs=1e-7)
     assert values["psnr"] == pytest.approx(psnr(predicted, target).mean().item(), rel=1e-12)
+    assert values["hole_ssim"] == pytest.approx(hole_ssim(predicted, target, mask).double().mean().item(), abs=1e-7)
+    assert values["hole_psnr"] == pytest.approx(hole_psnr(predicted, target, mask).mean().item(), rel=1e-12)
+    assert values["hole_psnr"] < values["psnr"] and values["hole_ssim"] < values["ssim"]  # the error is in the hole
+    metrics.reset()
+    metrics.update(predicted, target)  # without masks there is no hole score
+    assert set(metrics.compute()) == set(METRIC_NAMES) - {"hole_ssim", "hole_psnr"}
     assert values["lpips"] > 0 and values["fid"] > 0
     assert values["lpips_fid100_f1"] == pytest.approx(fid100_f1(1 - values["lpips"], values["fid"]))
     assert values["ssim_fid100_f1"] == pytest.approx(fid100_f1(values["ssim"], values["fid"]))
@@ -147,7 +155,7 @@ def _rank_worker(rank: int, world_size: int, init_file: str, data_file: str, out
         data = torch.load(data_file, weights_only=True)
         metrics = ValidationMetrics("cpu", "stand-in", seed=1, fid_method="svd")
         share = slice(0, 2) if rank == 0 else slice(2, 3)  # uneven shares
-        metrics.update(data["predicted"][share], data["target"][share])
+        metrics.update(data["predicted"][share], data["target"][share], data["mask"][share])
         record: dict = {"values": metrics.compute()}
 
         def failing(*args: object, **kwargs: object) -> float:
@@ -170,8 +178,10 @@ def _rank_worker(rank: int, world_size: int, init_file: str, data_file: str, out
 
 def test_every_rank_returns_the_numbers_of_the_whole_set(tmp_path: Path) -> None:
     predicted, target = image_batch(3, 32, seed=2)
+    mask = torch.zeros(3, 1, 32, 32)
+    mask[:, :, 8:16, 8:16] = 1
     data_file = tmp_path / "data.pt"
-    torch.save({"predicted": predicted, "target": target}, data_file)
+    torch.save({"predicted": predicted, "target": target, "mask": mask}, data_file)
     # fork: the workers inherit the imported modules instead of importing torch, torchvision and lpips again
     mp.start_processes(_rank_worker, args=(2, str(tmp_path / "init"), str(data_file), str(tmp_path)), nprocs=2,
                        join=True, start_method="fork")
@@ -180,7 +190,7 @@ def test_every_rank_returns_the_numbers_of_the_whole_set(tmp_path: Path) -> None
     assert records[0]["error"] == "FID failed on rank 0" and "before any update" in records[0]["empty"]
     ranks = [record["values"] for record in records]
     single = ValidationMetrics("cpu", "stand-in", seed=1, fid_method="svd")
-    single.update(predicted, target)
+    single.update(predicted, target, mask)
     expected = single.compute()
     for name in METRIC_NAMES:
         assert ranks[0][name] == pytest.approx(expected[name], rel=1e-6, abs=1e-6), name

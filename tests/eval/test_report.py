@@ -16,13 +16,14 @@ from PIL import Image
 
 from lama.cli import main
 from lama.eval import report as report_module
+from lama.eval.evaluations import load_evaluations
 from lama.eval.paper import TABLE2
-from lama.eval.report import build_report, format_change, load_evaluations, relative_change_pct
+from lama.eval.report import build_report, format_change, relative_change_pct
 from lama.eval.report_figures import (
-    GRID_COLUMNS,
     NO_DATA_TEXT,
     SeriesPoint,
     draw_resolution_figure,
+    grid_columns,
     tile_origin,
 )
 from tests.eval import write_eval_set
@@ -55,7 +56,8 @@ def make_predictions(mask_dir: Path, out: Path, seed: int = 1) -> Path:
 def evaluation(architecture: str | None, kind: str, size: int | None, fid: float | None, lpips: float | None, *,
                stand_in: tuple[str, ...] = (), train_masks: str | None = "wide", mask_interp: str | None = "none",
                parameters: int | None = 27_037_475, mask_dir: Path | str = "nowhere/masks",
-               predictions: Path | str = "nowhere/predict", name: str | None = None) -> dict[str, Any]:
+               predictions: Path | str = "nowhere/predict", name: str | None = None, classical: str | None = None,
+               recipe: list[str] | None = None, hole: tuple[float, float] | None = None) -> dict[str, Any]:
     """A ``lama-eval/1`` dict; metric keys carry ``_stand-in`` exactly as ``lama evaluate`` writes them."""
     lpips_key = "lpips_stand-in" if "lpips" in stand_in else "lpips"
     fid_key = "fid_stand-in" if "fid" in stand_in else "fid"
@@ -63,13 +65,15 @@ def evaluation(architecture: str | None, kind: str, size: int | None, fid: float
         "format": "lama-eval/1",
         "mask_set": {"name": f"{kind}_{size}", "kind": kind, "size": size, "path": str(mask_dir)},
         "predictions": str(predictions),
-        "model": {"name": name or architecture, "path": f"runs/{architecture}", "architecture": architecture,
-                  "train_masks": train_masks, "mask_interp": mask_interp, "parameters": parameters},
+        "model": {"name": name or classical or architecture, "path": f"runs/{architecture}",
+                  "architecture": architecture, "train_masks": train_masks, "mask_interp": mask_interp,
+                  "parameters": parameters, "classical": classical, "recipe": recipe},
         "networks": {"lpips": "label", "fid": "label"},
         "stand_in": list(stand_in),
         "fid_method": "sqrtm",
         "n": 3,
-        "metrics": {"ssim": 0.8, "psnr": 24.0, lpips_key: lpips, fid_key: fid},
+        "metrics": {"ssim": 0.8, "psnr": 24.0, lpips_key: lpips, fid_key: fid,
+                    **({"hole_ssim": hole[0], "hole_psnr": hole[1]} if hole else {})},
         "bins": {},
     }
 
@@ -195,6 +199,66 @@ def test_mask_interp_table_compares_with_our_none_row_and_states_no_paper_number
     assert row(payload, "mask_interp", "mask_interp=bilinear")["cells"]["wide_fid"]["status"] == "missing"
 
 
+def test_classical_baselines_are_rows_of_table1_without_a_paper_number(tmp_path: Path) -> None:
+    _, payload, markdown = run_report(tmp_path, {
+        "lama": evaluation("fourier", "thick", 512, 2.0, 0.2),
+        "telea": evaluation(None, "thick", 512, 9.0, 0.4, classical="telea", parameters=None),
+        "mean": evaluation(None, "thick", 512, 20.0, 0.5, classical="mean-fill", parameters=None),
+    }, samples=0)
+    telea = row(payload, "table1", "Telea (OpenCV)")
+    assert telea["classical"] == "telea" and telea["cells"]["wide_fid"]["ours"] == 9.0
+    assert telea["cells"]["wide_fid"]["paper"] is None and telea["cells"]["wide_fid"]["ours_change_pct"] is None
+    assert row(payload, "table1", "Mean-colour fill")["cells"]["wide_lpips"]["ours"] == 0.5
+    assert row(payload, "table1", "Navier–Stokes (OpenCV)")["cells"]["wide_fid"]["status"] == "missing"
+    rows = {cells[0]: cells for cells in markdown_rows(markdown, "Table 1")}
+    assert "9.00" in rows["Telea (OpenCV)"] and rows["Telea (OpenCV)"][1] == "—"
+    # A baseline never fills a trained architecture's row.
+    assert row(payload, "table2", "Base Fourier")["cells"]["wide_fid"]["ours"] == 2.0
+    assert row(payload, "table2", "Base Dilated")["cells"]["wide_fid"]["status"] == "missing"
+
+
+def test_the_anchor_table_sets_every_model_against_the_baselines_by_hole_scores(tmp_path: Path) -> None:
+    offline = ["loss.alpha=0 (paper 30)", "loss.l1_missing=10 (paper 0)"]
+    _, payload, markdown = run_report(tmp_path, {
+        "lama_thin": evaluation("fourier", "thin", 256, 1.0, 0.1, name="lama", recipe=offline, hole=(0.40, 16.0)),
+        "lama_thick": evaluation("fourier", "thick", 256, 2.0, 0.2, name="lama", recipe=offline, hole=(0.25, 12.5)),
+        "mean_thin": evaluation(None, "thin", 256, 5.0, 0.3, classical="mean-fill", hole=(0.26, 12.6)),
+        "mean_thick": evaluation(None, "thick", 256, 5.0, 0.3, classical="mean-fill", hole=(0.20, 12.3)),
+        "telea_thick": evaluation(None, "thick", 256, 4.0, 0.3, classical="telea", hole=(0.24, 12.1)),
+    }, samples=0)
+    anchors = payload["anchors"]
+    assert anchors["size"] == 256 and anchors["kinds"] == ["thin", "thick"]
+    assert [item["label"] for item in anchors["rows"]] == ["lama", "Mean-colour fill", "Telea (OpenCV)"]
+    lama = anchors["rows"][0]
+    assert lama["values"] == {"thin_hole_ssim": 0.40, "thin_hole_psnr": 16.0, "thick_hole_ssim": 0.25,
+                              "thick_hole_psnr": 12.5}
+    assert lama["recipe"] == offline
+    rows = {cells[0]: cells for cells in markdown_rows(markdown, "Sanity anchors")}
+    assert rows["lama§"][1:] == ["**0.400**", "**16.00**", "**0.250**", "**12.50**"]  # the best of each column
+    assert rows["Telea (OpenCV)"][1:] == ["missing", "missing", "0.240", "12.10"]
+    section = markdown_section(markdown, "Sanity anchors")
+    assert "§ lama: trained with a recipe that is not the paper's (loss.alpha=0 (paper 30)" in section
+
+
+def test_a_deviating_recipe_is_marked_and_never_compared_with_the_paper(tmp_path: Path) -> None:
+    offline = ["loss.alpha=0 (paper 30)"]
+    _, payload, markdown = run_report(tmp_path, {
+        "thin": evaluation("fourier", "thin", 512, 0.7, 0.1, recipe=offline),
+        "thick": evaluation("fourier", "thick", 512, 2.5, 0.2, stand_in=("lpips", "fid")),
+        "dilated": evaluation("dilated", "thick", 512, 3.0, 0.3, recipe=offline),
+    }, samples=0)
+    cells = payload["tables"]["table1"]["rows"][0]["cells"]
+    assert cells["narrow_fid"]["recipe"] == offline and cells["narrow_fid"]["ours_change_pct"] is None
+    assert cells["wide_fid"]["stand_in"] and cells["wide_fid"]["ours_change_pct"] is None
+    table1 = markdown_rows(markdown, "Table 1")[0]
+    assert "0.70§" in table1 and "2.50†" in table1 and not any("▲" in cell or "▼" in cell for cell in table1)
+    assert "§ LaMa-Fourier: trained with a recipe that is not the paper's" in markdown_section(markdown, "Table 1")
+    # Table 2: a deviating dilated row against a stand-in base row is not compared either; paper against paper is.
+    dilated = row(payload, "table2", "Base Dilated")["cells"]["wide_fid"]
+    assert dilated["ours_change_pct"] is None and dilated["paper_change_pct"] == pytest.approx((2.30 - 2.21) / 2.21
+                                                                                               * 100)
+
+
 # -------------------------------------------------------------------------------------------------- stand-in marks
 def test_every_stand_in_cell_is_marked_and_footnoted(tmp_path: Path) -> None:
     _, payload, markdown = run_report(tmp_path, {
@@ -230,7 +294,8 @@ def test_real_weights_carry_no_mark_and_a_stand_in_network_marks_only_its_metric
     rows = {cells[0]: cells for cells in markdown_rows(markdown, "Table 2")}
     assert "2.00" in rows["Base Fourier"] and "0.200" in rows["Base Fourier"]
     assert not any("†" in cell for cell in rows["Base Fourier"])
-    assert "2.50† ▲25.0%" in rows["Base Dilated"] and "0.200 =0.0%" in rows["Base Dilated"]
+    # A stand-in FID is not set against a real one; the LPIPS of both is real, so it is compared.
+    assert "2.50†" in rows["Base Dilated"] and "0.200 =0.0%" in rows["Base Dilated"]
     cells = row(payload, "table2", "Base Dilated")["cells"]
     assert cells["wide_fid"]["stand_in"] and not cells["wide_lpips"]["stand_in"]
 
@@ -250,8 +315,9 @@ def test_missing_cells_are_shown_and_listed_by_architecture_and_mask_set(tmp_pat
         "dilated": evaluation("dilated", "thin", 512, 1.0, 0.1),
     }, samples=0)
     missing = payload["tables"]["table2"]["missing"]
-    assert missing[0] == ("dilated × thick_512 — train architecture=dilated and evaluate it on a thick mask set "
-                          "at 512×512")
+    # Each line names the command that fills it (the sample profile's one run is the top-level config).
+    assert missing[0] == ("dilated × thick_512 — `dvc exp run -S generator=dilated` (with a thick mask set at "
+                          "512×512 in eval.mask_sets)")
     assert len(missing) == 7  # dilated thick; regular, shallow, deep × thin and thick
     assert not any(line.startswith("fourier") for line in missing)
     assert row(payload, "table2", "Base Dilated")["cells"]["wide_fid"]["status"] == "missing"
@@ -259,11 +325,17 @@ def test_missing_cells_are_shown_and_listed_by_architecture_and_mask_set(tmp_pat
     assert dilated.count("missing") == 2
     assert f"missing: {missing[0]}" in markdown_section(markdown, "Table 2")
     assert payload["tables"]["table4"]["missing"][0].startswith(
-        "regular, narrow-trained × thin_512 — train architecture=regular with train_masks=narrow")
-    assert "missing: nothing" in markdown_section(markdown, "Table 1")
-    # Table 1: 0; Table 2: 7 × 2; Table 4: 4 × 2; mask_interp: fourier none present, 4 × 2 missing
-    assert summary.missing_cells == 14 + 8 + 8
-    assert str(summary) == f"4 tables, 1 figure, 0 sample grids from 3 evaluations; {14 + 8 + 8} cells missing"
+        "regular, narrow-trained × thin_512 — `dvc exp run -S generator=regular -S masks=narrow`")
+    assert payload["tables"]["mask_interp"]["missing"][0].startswith(
+        "fourier, mask_interp=bilinear × thin_512 — `dvc exp run -S generator=fourier -S loss.mask_interp=bilinear`")
+    # Table 1's LaMa row is complete; its classical baselines are not evaluated here.
+    assert payload["tables"]["table1"]["missing"] == [
+        f"{method} × {mask_set} — `dvc exp run -S 'eval.baselines=[mean-fill,telea,navier-stokes]'` (with a "
+        f"{mask_set[:-4]} mask set at 512×512 in eval.mask_sets)"
+        for method in ("mean-fill", "telea", "navier-stokes") for mask_set in ("thin_512", "thick_512")]
+    # Table 1: 3 baselines × 2 × 2; Table 2: 7 × 2; Table 4: 4 × 2; mask_interp: fourier none present, 4 × 2 missing
+    assert summary.missing_cells == 12 + 14 + 8 + 8
+    assert str(summary) == f"4 tables, 1 figure, 0 sample grids from 3 evaluations; {12 + 14 + 8 + 8} cells missing"
 
 
 @pytest.mark.parametrize(("sizes", "table_size", "expected"), [
@@ -329,7 +401,7 @@ def test_relative_paths_resolve_from_the_evaluation_files_ancestors(tmp_path: Pa
     write_json(tmp_path / "runs" / "eval" / "thick.json", data)
     monkeypatch.chdir(tmp_path / "runs")  # the paths are relative to tmp_path, not to the working directory
     summary = build_report([tmp_path / "runs" / "eval"], tmp_path / "report", samples=2)
-    assert summary.sample_grids == 1 and (tmp_path / "report" / "samples" / "fourier__thick_512.png").is_file()
+    assert summary.sample_grids == 1 and (tmp_path / "report" / "samples" / "thick_512.png").is_file()
 
 
 # ------------------------------------------------------------------------------------------------------------ Fig. 6
@@ -380,36 +452,42 @@ def test_figure_without_data_says_so(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ sample grids
-def test_sample_grid_columns_hold_masked_input_mask_prediction_and_ground_truth(tmp_path: Path) -> None:
+def test_a_sample_grid_shows_every_model_of_a_mask_set_side_by_side(tmp_path: Path) -> None:
     masks = make_mask_set(tmp_path / "masks" / "thick_512", count=3)
-    predictions = make_predictions(masks, tmp_path / "predict")
+    fourier = make_predictions(masks, tmp_path / "predict", seed=1)
+    telea = make_predictions(masks, tmp_path / "telea", seed=2)
+    baseline = evaluation(None, "thick", 512, 3.0, 0.3, mask_dir=masks, predictions=telea, classical="telea")
     summary, payload, markdown = run_report(tmp_path, {
-        "thick": evaluation("fourier", "thick", 512, 2.0, 0.2, mask_dir=masks, predictions=predictions),
+        "a_telea": baseline,  # sorted first by path, shown after the trained model
+        "thick": evaluation("fourier", "thick", 512, 2.0, 0.2, mask_dir=masks, predictions=fourier),
     }, samples=2)
-    assert summary.sample_grids == 1 and payload["samples"][0]["path"] == "samples/fourier__thick_512.png"
-    assert "](samples/fourier__thick_512.png)" in markdown
-    grid = np.asarray(Image.open(tmp_path / "report" / "samples" / "fourier__thick_512.png").convert("RGB"))
+    assert summary.sample_grids == 1 and payload["samples"][0]["path"] == "samples/thick_512.png"
+    assert payload["samples"][0]["models"] == ["fourier", "telea"]
+    assert "](samples/thick_512.png)" in markdown
+    grid = np.asarray(Image.open(tmp_path / "report" / "samples" / "thick_512.png").convert("RGB"))
     bottom, _ = tile_origin(2, 0, (TILE, TILE))
-    assert grid.shape[0] == bottom - 2  # two rows, not three
-    columns = {name: index for index, name in enumerate(GRID_COLUMNS)}
+    _, right = tile_origin(0, 5, (TILE, TILE))
+    assert grid.shape[:2] == (bottom - 2, right - 2)  # two rows, not three; five columns
+    columns = {name: index for index, name in enumerate(grid_columns(["fourier", "telea"]))}
     for index in range(2):  # the first masks in sorted order
         image = np.asarray(Image.open(masks / f"img{index}.png").convert("RGB"))
         hole = np.asarray(Image.open(masks / f"img{index}_mask000.png")) > 0
-        prediction = np.asarray(Image.open(predictions / f"img{index}_mask000.png").convert("RGB"))
 
         def tile(name: str, row_index: int = index) -> np.ndarray:
             y, x = tile_origin(row_index, columns[name], (TILE, TILE))
             return grid[y : y + TILE, x : x + TILE]
 
-        np.testing.assert_array_equal(tile("ours"), prediction)
+        for name, folder in (("fourier", fourier), ("telea", telea)):
+            prediction = np.asarray(Image.open(folder / f"img{index}_mask000.png").convert("RGB"))
+            np.testing.assert_array_equal(tile(name), prediction)
         np.testing.assert_array_equal(tile("ground truth"), image)
         np.testing.assert_array_equal(tile("mask")[..., 0], hole * 255)
         assert (tile("masked input")[hole] == 255).all()
         np.testing.assert_array_equal(tile("masked input")[~hole], image[~hole])
 
 
-def test_a_missing_predictions_folder_skips_that_grid_with_a_warning(tmp_path: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_missing_predictions_folder_drops_that_column_with_a_warning(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
     masks = make_mask_set(tmp_path / "masks" / "thick_512")
     predictions = make_predictions(masks, tmp_path / "predict")
     deleted = tmp_path / "deleted"
@@ -418,13 +496,18 @@ def test_a_missing_predictions_folder_skips_that_grid_with_a_warning(tmp_path: P
             "fourier": evaluation("fourier", "thick", 512, 2.0, 0.2, mask_dir=masks, predictions=predictions),
             "dilated": evaluation("dilated", "thick", 512, 2.0, 0.2, mask_dir=masks, predictions=deleted),
         })
-    assert (summary.sample_grids, summary.skipped_grids) == (1, 1)
-    assert str(summary).endswith("; 1 sample grid skipped")
-    skipped = next(grid for grid in payload["samples"] if grid["path"] is None)
-    assert skipped["title"] == "dilated × thick_512" and str(deleted) in skipped["reason"]
+    assert (summary.sample_grids, summary.skipped_grids) == (1, 0)
+    (grid,) = payload["samples"]
+    assert grid["models"] == ["fourier"] and str(deleted) in grid["skipped"]["dilated"]
     assert any(str(deleted) in record.getMessage() for record in caplog.records)
-    assert "dilated × thick_512: skipped" in markdown
+    assert "thick_512: dilated left out" in markdown
     assert not [path for path in (tmp_path / "report").rglob(".*")]  # no temporary files left behind
+    with caplog.at_level(logging.WARNING, logger="lama.eval.report"):
+        (tmp_path / "none").mkdir()
+        summary, payload, _ = run_report(tmp_path / "none", {
+            "dilated": evaluation("dilated", "thick", 512, 2.0, 0.2, mask_dir=masks, predictions=deleted)})
+    assert (summary.sample_grids, summary.skipped_grids) == (0, 1) and payload["samples"][0]["path"] is None
+    assert str(summary).endswith("; 1 sample grid skipped")
 
 
 def test_evaluate_then_report_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

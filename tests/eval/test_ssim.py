@@ -1,4 +1,5 @@
-"""SSIM and PSNR against the official evaluator's per-image values, a float64 SciPy reference and torchmetrics."""
+"""SSIM and PSNR against the official evaluator's per-image values, a float64 SciPy reference and torchmetrics; their
+hole-restricted variants against the same references restricted to the hole, and closed forms."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from scipy import ndimage
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from lama.eval.ssim import gaussian_window, psnr, ssim, ssim_map
+from lama.eval.ssim import C1, gaussian_window, hole_psnr, hole_ssim, psnr, ssim, ssim_map
 from tests.eval import eval_protocol, single_thread
 
 
@@ -32,8 +33,8 @@ def image_pair(shape: tuple[int, ...] = (2, 3, 23, 31), seed: int = 0) -> tuple[
     return predicted, target
 
 
-def scipy_ssim(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Float64 SSIM with an independently built window, zero ("constant") borders, one value per image."""
+def scipy_ssim_maps(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Float64 SSIM maps (N, C, H, W) with an independently built window and zero ("constant") borders."""
     taps = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
     taps /= taps.sum()
     window = np.outer(taps, taps)
@@ -41,16 +42,19 @@ def scipy_ssim(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     def blur(image: np.ndarray) -> np.ndarray:
         return ndimage.correlate(image, window, mode="constant", cval=0.0)
 
-    values = []
-    for x_image, y_image in zip(predicted, target, strict=True):
-        maps = []
-        for x, y in zip(x_image, y_image, strict=True):
-            mu_x, mu_y = blur(x), blur(y)
-            var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
-            c1, c2 = 0.01**2, 0.03**2
-            maps.append(((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)))
-        values.append(np.mean(maps))
-    return np.array(values)
+    maps = np.empty(predicted.shape)
+    for index in np.ndindex(*predicted.shape[:2]):
+        x, y = predicted[index], target[index]
+        mu_x, mu_y = blur(x), blur(y)
+        var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
+        c1, c2 = 0.01**2, 0.03**2
+        maps[index] = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return maps
+
+
+def scipy_ssim(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """One float64 SSIM per image: the mean of its maps."""
+    return scipy_ssim_maps(predicted, target).mean(axis=(1, 2, 3))
 
 
 def test_ssim_matches_the_official_evaluator_per_image(fixtures: Path) -> None:
@@ -109,3 +113,40 @@ def test_psnr_matches_torchmetrics_and_the_closed_form() -> None:
                           torch.full((3,), -20 * np.log10(0.05), dtype=torch.float64), atol=1e-9)
     # A perfect prediction (an empty hole) is capped at 100 dB instead of making every mean infinite.
     assert torch.equal(psnr(target, target), torch.full((3,), 100.0, dtype=torch.float64))
+
+
+def test_hole_scores_match_the_references_restricted_to_the_hole() -> None:
+    predicted, target = image_pair((3, 3, 32, 40), seed=3)
+    mask = torch.zeros(3, 1, 32, 40)
+    mask[0, :, 4:20, 6:30] = 1
+    mask[1, :, :, 25:] = 1
+    mask[2, :, 10:12, :] = 0.5  # a soft mask weights its pixels
+    mask[2, :, 20:30, 3:9] = 1
+    weights = mask.expand_as(target).double().numpy()
+    maps = scipy_ssim_maps(predicted.double().numpy(), target.double().numpy())
+    reference = (maps * weights).sum(axis=(1, 2, 3)) / weights.sum(axis=(1, 2, 3))
+    assert np.abs(hole_ssim(predicted.double(), target.double(), mask).numpy() - reference).max() <= 1e-10
+    assert np.abs(hole_ssim(predicted, target, mask).numpy() - reference).max() <= 5e-5
+    for index in range(2):  # binary masks: torchmetrics' PSNR of the hole pixels alone
+        hole = mask[index].expand_as(target[index]).bool()
+        expected = peak_signal_noise_ratio(predicted[index][hole], target[index][hole], data_range=1.0)
+        assert hole_psnr(predicted, target, mask)[index].item() == pytest.approx(expected.item(), abs=1e-4)
+    # Outside the hole nothing counts: a prediction that is exact there and off by 0.2 inside scores -20·log10(0.2).
+    off = torch.where(mask[:2].bool(), target[:2] + 0.2, target[:2]).double()
+    assert torch.allclose(hole_psnr(off, target[:2].double(), mask[:2]),
+                          torch.full((2,), -20 * np.log10(0.2), dtype=torch.float64), atol=1e-9)
+
+
+def test_hole_ssim_of_flat_images_is_the_closed_form_and_an_empty_hole_has_no_score() -> None:
+    # Two flat images a and b: wherever the window stays inside the image, the map is (2ab + C1) / (a² + b² + C1).
+    a, b = 0.6, 0.3
+    target, predicted = (torch.full((2, 3, 40, 40), value, dtype=torch.float64) for value in (a, b))
+    mask = torch.zeros(2, 1, 40, 40)
+    mask[0, :, 10:30, 12:28] = 1
+    expected = (2 * a * b + C1) / (a * a + b * b + C1)
+    values = hole_ssim(predicted, target, mask)
+    assert values[0].item() == pytest.approx(expected, abs=1e-9)
+    assert hole_ssim(target, target, mask)[0].item() == pytest.approx(1.0, abs=1e-9)
+    assert torch.isnan(values[1]) and torch.isnan(hole_psnr(predicted, target, mask)[1])
+    with pytest.raises(ValueError, match="mask"):
+        hole_ssim(predicted, target, mask[:, :, :20])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
 from lama.losses import LamaLoss, LossConfig, feature_matching_loss, resize_mask
+from lama.losses.total import recipe_deviations, recipe_label
 from lama.models import NLayerDiscriminator
 
 REL = 1e-5
@@ -216,3 +218,22 @@ def test_hrf_term_uses_alpha_and_is_labelled_as_stand_in(fixture: dict) -> None:
     without = _paper_loss().generator_loss(*args, _discriminator(fixture))["total"]
     assert terms["hrf_perceptual"] > 0
     assert _close(terms["total"], without.item() + 30 * terms["hrf_perceptual"].item(), rel=1e-6)
+
+
+def test_recipe_deviations_name_every_departure_from_the_papers_loss() -> None:
+    assert recipe_deviations(asdict(LossConfig())) == [] and recipe_label({}) == "paper"
+    assert recipe_deviations({"mask_interp": "bicubic"}) == []  # the axis of its own study, not a deviation
+    assert recipe_deviations({"alpha": 0, "l1_missing": 10, "hrf_weights": "stand-in"}) == [
+        "loss.alpha=0 (paper 30)", "loss.l1_missing=10 (paper 0)"]  # no HRF term: its encoder does not matter
+    assert recipe_deviations({"hrf_weights": "stand-in"}) == ["loss.hrf_weights=stand-in (paper pretrained)"]
+    loss = LamaLoss(LossConfig(alpha=0, l1_missing=10))
+    assert loss.labels == {"hrf_weights": "off", "recipe": "loss.alpha=0 (paper 30); loss.l1_missing=10 (paper 0)"}
+
+
+def test_weighted_terms_are_what_the_total_sums(fixture: dict) -> None:
+    loss = _paper_loss(kappa=3, beta=7)
+    terms = loss.generator_loss(fixture["real"], fixture["mask"], fixture["fake"], _discriminator(fixture))
+    weighted = loss.weighted(terms)
+    assert set(weighted) == {"l1", "adversarial", "feature_matching"}
+    assert _close(weighted["adversarial"], 3 * terms["adversarial"].item())
+    assert _close(terms["total"], sum(value.item() for value in weighted.values()))

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from lama.sweep.config import PAPER_WEIGHTS
 from lama.sweep.objective import closed_form
 from lama.sweep.plan import setting_key
-from lama.sweep.results import finish
+from lama.sweep.results import finish, render_loss_config
 from lama.sweep.search import start_search, work
 from lama.sweep.storage import DUPLICATE, KEY
 from lama.train.config import ConfigError
@@ -169,3 +169,15 @@ def test_a_changed_search_under_the_same_name_is_refused_in_one_line(tmp_path):
     start_search(quick_config(tmp_path, name="mine", heartbeat_interval=2, max_rounds=9), quick_base(tmp_path),
                  "lama", storage_url(tmp_path))
     assert optuna.load_study(study_name="mine", storage=storage_url(tmp_path)).user_attrs["lama.sweep"]
+
+
+def test_the_swept_loss_option_carries_the_rest_of_the_searched_runs_loss() -> None:
+    """The sample profile searches its offline loss (no HRF term, an L1 on the hole): `-S loss=swept` must keep it,
+    not fall back to the paper's loss with the found weights."""
+    best = {"kappa": 3.0, "alpha": 0.0, "beta": 30.0, "gamma": 0.01}
+    summary = {"search": "lama-x", "objective": "hole_ssim", "reason": "done", "best": {"weights": best, "value": 0.3},
+               "base_loss": {"kappa": 10.0, "alpha": 0.0, "beta": 100.0, "gamma": 0.001, "l1_known": 10.0,
+                             "l1_missing": 10.0, "mask_interp": "none", "hrf_weights": "stand-in"}}
+    swept = yaml.safe_load(render_loss_config(summary))
+    assert {name: swept[name] for name in best} == best
+    assert (swept["l1_missing"], swept["mask_interp"], swept["hrf_weights"]) == (10.0, "none", "stand-in")
