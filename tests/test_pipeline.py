@@ -59,7 +59,7 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     config = repo / "configs" / "config.yaml"
     config.write_text(config.read_text().replace("  - profile: sample\n", "  - profile: tiny\n"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+           "PYTHONPATH": str(repo)}
     for variable in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DVC_ROOT"):
         env.pop(variable, None)
     run([sys.executable, "-m", "lama.cli", "params"], repo, env)
