@@ -39,6 +39,12 @@ def classical_model(method: str) -> str:
     return CLASSICAL_PREFIX + method
 
 
+def check_radius(radius: int) -> None:
+    """A one-line error for a neighbourhood that is not a positive number of pixels."""
+    if radius < 1:
+        raise ValueError(f"classical_radius={radius}: expected a positive number of pixels")
+
+
 def classical_fill(image: np.ndarray, hole: np.ndarray, method: str, radius: int = DEFAULT_RADIUS) -> np.ndarray:
     """The raw prediction of ``method`` (float32 CHW in [0, 1]) for an image (float32 CHW in [0, 1], an 8-bit image
     divided by 255) and a boolean (H, W) hole; pixels outside the hole are the image's own."""
@@ -48,8 +54,7 @@ def classical_fill(image: np.ndarray, hole: np.ndarray, method: str, radius: int
         return np.broadcast_to(colour.astype(np.float32)[:, None, None], image.shape).copy()
     if method not in _OPENCV_FLAGS:
         raise ValueError(f"unknown classical method {method!r}; expected one of {', '.join(METHODS)}")
-    if radius < 1:
-        raise ValueError(f"classical_radius={radius}: expected a positive number of pixels")
+    check_radius(radius)
     pixels = np.ascontiguousarray(np.rint(image.transpose(1, 2, 0) * 255).astype(np.uint8))
     filled = cv2.inpaint(pixels, hole.astype(np.uint8) * 255, radius, _OPENCV_FLAGS[method])
     return filled.transpose(2, 0, 1).astype(np.float32) / 255

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from lama.baselines import DEFAULT_RADIUS, classical_fill, classical_method
+from lama.baselines import DEFAULT_RADIUS, check_radius, classical_fill, classical_method
 from lama.files import write_image
 from lama.models.inference import PRECISIONS, prepare_for_inference
 from lama.models.model_dir import DEFAULT_CHECKPOINT, InpaintingModel, generator_input, load_model
@@ -63,8 +63,7 @@ class PredictOptions:
             raise ValueError(f"out_key={self.out_key!r}: expected one of {list(OUT_KEYS)}")
         if self.dataset.pad_out_to_modulo < 1:
             raise ValueError(f"dataset.pad_out_to_modulo={self.dataset.pad_out_to_modulo}: expected a positive int")
-        if self.classical_radius < 1:
-            raise ValueError(f"classical_radius={self.classical_radius}: expected a positive number of pixels")
+        check_radius(self.classical_radius)
         classical_method(self.model.path)  # an unknown classical:NAME fails here, before any work
         if self.device != "auto":
             try:
