@@ -13,8 +13,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lama.baselines import DEFAULT_RADIUS, METHODS, TELEA, classical_model
 from lama.masks.eval_set import DEFAULT_EXTENSIONS
-from lama.models.safe_pickle import UnsafeCheckpointError
 from lama.predict import InputError, PredictOptions, predict_folder
+from lama.signals import Interrupted, stop_signals_raise
 
 PREDICT_EPILOG = f"""\
 Arguments are MODEL_DIR INPUT_DIR OUTPUT_DIR, official-style key=value overrides, or both:
@@ -63,7 +63,7 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = predict_folder(options, progress=not args.quiet)
-    except (InputError, ValueError, UnsafeCheckpointError) as error:
+    except (InputError, ValueError) as error:  # a CheckpointError or ModelDirError is a ValueError
         print(f"lama predict: {error}", file=sys.stderr)
         return 2
     print(f"lama predict: {summary} -> {options.outdir}", file=sys.stderr)
@@ -75,16 +75,14 @@ def run_init_model(args: argparse.Namespace) -> int:
 
     from lama.models import InpaintingModel, build_generator, generator_config, save_model_dir
 
-    try:
+    widths = {"ngf": args.ngf, "n_blocks": args.n_blocks}
+    try:  # the preset, then the section with the overrides: each checked before anything is built or written
         config = generator_config(args.preset)
+        config = generator_config({**config, **{key: value for key, value in widths.items() if value is not None}})
     except ValueError as error:
         print(f"lama init-model: {error}", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
-    if args.ngf is not None:
-        config["ngf"] = args.ngf
-    if args.n_blocks is not None:
-        config["n_blocks"] = args.n_blocks
     model = InpaintingModel(build_generator(config), config)
     path = save_model_dir(model, args.output, extra_config={
         "lama": {"weights": f"random initialisation, seed {args.seed}; untrained"}})
@@ -192,30 +190,39 @@ def run_sweep(args: argparse.Namespace) -> int:
     import optuna
 
     from lama.config import ConfigError, load_params
+    from lama.sweep.interrupt import interruption, stop_on_signals
     from lama.sweep.pipeline import join, open_from_params, run_search
     from lama.sweep.search import default_storage, work
 
     logging.getLogger("lama").setLevel(logging.INFO)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        if args.worker:
-            if args.overrides:
-                raise ConfigError("--worker takes its settings from the storage; OVERRIDES are for 'lama sweep'")
-            search = join(args.storage or default_storage(), args.name, args.wait)
-            plan = work(search)
-            print(f"lama sweep: search {search.name} {plan.reason}; this worker is done", file=sys.stderr)
-            return 0
-        params, raw = load_params(args.params, overrides=args.overrides)
-        search = open_from_params(params, raw, args.storage, args.name)
-        summary = run_search(search)
-    except (ConfigError, FileNotFoundError) as error:
+        with stop_on_signals():
+            if args.worker:
+                if args.overrides:
+                    raise ConfigError("--worker takes its settings from the storage; OVERRIDES are for 'lama sweep'")
+                search = join(args.storage or default_storage(), args.name, args.wait)
+                plan = work(search)
+                print(f"lama sweep: search {search.name} {plan.reason}; this worker is done", file=sys.stderr)
+                return 0
+            params, raw = load_params(args.params, overrides=args.overrides)
+            search = open_from_params(params, raw, args.storage, args.name)
+            summary = run_search(search)
+    except (ConfigError, OSError) as error:
         print(f"lama sweep: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:  # SIGINT/SIGTERM: a trial that was running is recorded as interrupted
+        stopped = interruption(error)
+        print(f"lama sweep: {stopped}; a trial it was running is recorded as interrupted and runs again when the "
+              "same command resumes the search", file=sys.stderr)
+        return stopped.exit_code
     best = summary["best"]
     found = "no setting finished" if best is None else f"best {best['setting']} ({summary['objective']} " \
         f"{best['value']:.6g})"
+    given_up = sum(len(stage["given_up"]) for stage in summary["stages"])
+    failed = f"; {given_up} setting(s) given up after repeated failures (see sweep.md)" if given_up else ""
     print(f"lama sweep: search {search.name}: {summary['reason']}; {found} -> {search.config.out_dir}, "
-          f"{search.config.loss_config}", file=sys.stderr)
+          f"{search.config.loss_config}{failed}", file=sys.stderr)
     return 0
 
 
@@ -260,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     masks = commands.add_parser(
         "masks", help="build a fixed eval mask set from a folder of images (official gen_mask_dataset layout)",
         description="Writes <stem>_crop000.png and <stem>_crop000_mask000.png per image, plus maskset.json with "
-        "the config, the seed and every dropped image with its reason. Same inputs, same bytes.")
+        "the config, the seed and every file not used (dropped image, other file, broken link) with its reason. Same "
+        "inputs, same bytes.")
     masks.add_argument("config", help="thin_256, medium_256, thick_256, thin_512, medium_512 or thick_512")
     masks.add_argument("indir", help="folder of images (searched recursively)")
     masks.add_argument("outdir", help="folder for the image/mask pairs")
@@ -393,10 +401,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What an interrupted command leaves, for its one-line message; fields of the command's arguments in braces.
+# `train` and `sweep` say it themselves: they save before they stop.
+KEPT_ON_INTERRUPT = {
+    "predict": "every output written so far is complete; rerun to write them all",
+    "masks": "finished images are journaled in {outdir}; rerun the same command to continue",
+    "prepare": "finished shards and eval images are journaled in {outdir}; rerun the same command to continue",
+    "evaluate": "finished batches are journaled beside {out}; rerun the same command to continue",
+}
+KEPT_OTHERWISE = "no partial file is left; rerun the command"
+
+
+def interrupted_message(args: argparse.Namespace, stop: Interrupted) -> str:
+    kept = KEPT_ON_INTERRUPT.get(args.command, KEPT_OTHERWISE).format(**vars(args))
+    return f"lama {args.command}: interrupted by {stop.name}; {kept}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; SIGINT/SIGTERM end it with one line and exit status 128 + N (see ``lama.signals``)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    return args.run(args)
+    try:
+        with stop_signals_raise():
+            return args.run(args)
+    except Interrupted as stop:
+        print(interrupted_message(args, stop), file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,7 @@ from lama.files import atomic_write
 from lama.losses.total import LossConfig
 from lama.masks.configs import eval_set_config
 from lama.models.inference import PRECISIONS
+from lama.safe_yaml import YamlFileError, read_omegaconf
 from lama.sweep.config import SweepConfig
 from lama.tracking import resolve_tracking_uri
 from lama.train.config import (
@@ -109,6 +110,8 @@ class EvalParams:
                 raise ConfigError(f"eval.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size={self.batch_size}: expected a positive integer")
+        if self.num_workers < 0:
+            raise ConfigError(f"eval.num_workers={self.num_workers}: expected an integer >= 0")
 
     @property
     def all_mask_sets(self) -> list[str]:
@@ -123,6 +126,10 @@ class ReportParams:
 
     table_size: int | None = None
     samples: int = 4
+
+    def __post_init__(self) -> None:
+        if self.samples < 0:
+            raise ConfigError(f"report.samples={self.samples}: expected an integer >= 0")
 
 
 @dataclass
@@ -197,9 +204,9 @@ def load_params(path: str | Path = PARAMS_FILE, label: str | None = None,
     if not path.is_file():
         raise ConfigError(f"{path}: not found; compose it with 'lama params' (or run 'dvc exp run')")
     try:
-        raw = OmegaConf.load(path)
-    except Exception as error:  # yaml's scanner/parser errors have no common base worth naming
-        raise ConfigError(f"{label}: not valid YAML ({str(error).splitlines()[0]})") from None
+        raw = read_omegaconf(path)
+    except YamlFileError as error:
+        raise ConfigError(f"{label}: {error.problem}") from None
     try:
         raw = OmegaConf.merge(raw, parse_overrides(overrides)) if overrides else raw
         merged = OmegaConf.merge(OmegaConf.structured(PipelineParams), raw)
@@ -242,6 +249,10 @@ def _check(params: PipelineParams) -> None:
                               f"{resolution_mask_set(size)} (Fig. 6 uses it from there); remove it")
     for name in params.eval.all_mask_sets:
         _need_size(params, mask_set_config(name, "eval.mask_sets").out_min_size, f"eval mask set {name}")
+    sizes = sorted({mask_set_config(name, "eval.mask_sets").out_min_size for name in params.eval.all_mask_sets})
+    if params.report.table_size is not None and params.report.table_size not in sizes:
+        raise ConfigError(f"report.table_size={params.report.table_size}: expected null or the size of an eval mask "
+                          f"set ({', '.join(map(str, sizes))}); the tables would be empty")
     try:
         params.prepare.validate()
     except ValueError as error:

@@ -1,7 +1,8 @@
 """Inpaint a folder of images exactly as the official ``bin/predict.py`` does, on CPU or GPU.
 
-Input layout: every ``**/*mask*.png`` under the input dir is a mask; its image is the mask path cut at the
-last ``_mask`` plus ``img_suffix``. Output: ``outdir/<mask path relative to indir>`` with ``out_ext``.
+Input layout: every ``**/*mask*.png`` file under the input dir is a mask; its image is the mask's path relative to
+the input dir cut at the last ``_mask``, plus ``img_suffix``. Output: ``outdir/<mask path relative to indir>`` with
+``out_ext``. A bad input file or an output that cannot be written fails that mask only, named on stderr.
 One image per forward pass, so images of any size mix freely. The model is a model dir, or ``classical:NAME`` for
 a classical baseline (``lama.baselines``) that goes through the same reading, blending and writing.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lama.baselines import DEFAULT_RADIUS, check_radius, classical_fill, classical_method
+from lama.data.images import UnusableImageError, load_image
 from lama.files import write_image
 from lama.models.inference import PRECISIONS, prepare_for_inference
 from lama.models.model_dir import DEFAULT_CHECKPOINT, InpaintingModel, generator_input, load_model
@@ -26,6 +29,9 @@ from lama.models.model_dir import DEFAULT_CHECKPOINT, InpaintingModel, generator
 log = logging.getLogger(__name__)
 
 OUT_KEYS = ("inpainted", "predicted_image")
+MASK_SUFFIX = ".png"
+MASK_GLOB = f"**/*mask*{MASK_SUFFIX}"
+MASK_MARK = "_mask"  # the image name is the mask's relative path cut at the last of these
 
 
 @dataclass
@@ -92,18 +98,47 @@ class InputError(ValueError):
     """One input pair cannot be processed; the message names the file."""
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """The masks of a folder paired with their images, and the files named like masks that cannot be paired."""
+
+    pairs: list[MaskImagePair]
+    unpaired: list[tuple[Path, str]]  # (file, why it has no image)
+
+
+def pair_masks(indir: str | Path, outdir: str | Path, img_suffix: str = ".png", out_ext: str = ".png") -> Pairing:
+    """Masks found recursively and sorted, each with its image and output path (official pairing rules).
+
+    The official cut (``fname.rsplit('_mask', 1)[0] + img_suffix``) is applied to the path relative to ``indir``,
+    so a folder above ``indir`` named ``..._mask`` never pairs a mask with a file outside it. A name without
+    ``_mask`` that is the image of another mask is that image (e.g. ``gasmask.png``), not a mask.
+    """
+    indir, outdir = Path(indir), Path(outdir)
+    pairs, unpaired = [], []
+    for mask in sorted(indir.glob(MASK_GLOB), key=str):
+        relative = mask.relative_to(indir).as_posix()
+        stem, mark, _ = relative.rpartition(MASK_MARK)
+        if not mask.is_file():
+            unpaired.append((mask, "not a regular file"))
+        elif not mark:
+            unpaired.append((mask, f"no '{MASK_MARK}' in the name, so it has no image "
+                                   f"(expected NAME{MASK_MARK}*{MASK_SUFFIX} beside NAME{img_suffix})"))
+        else:
+            output = (outdir / relative).with_suffix(out_ext)
+            pairs.append(MaskImagePair(mask, indir / (stem + img_suffix), output))
+    images = {pair.image for pair in pairs}
+    return Pairing(pairs, [(path, reason) for path, reason in unpaired if path not in images])
+
+
 def find_pairs(indir: str | Path, outdir: str | Path, img_suffix: str = ".png", out_ext: str = ".png"
                ) -> list[MaskImagePair]:
-    """Masks found recursively and sorted, each with its image and output path (official pairing rules)."""
-    indir, outdir = Path(indir), Path(outdir)
-    masks = sorted(indir.glob("**/*mask*.png"), key=lambda p: str(p))
-    pairs = []
-    for mask in masks:
-        text = str(mask)
-        image = Path(text[: text.rindex("_mask")] + img_suffix)
-        output = (outdir / mask.relative_to(indir)).with_suffix(out_ext)
-        pairs.append(MaskImagePair(mask, image, output))
-    return pairs
+    """The pairs of :func:`pair_masks` for a caller that needs the whole set (evaluation, validation, figures):
+    a file that cannot be paired is an ``InputError`` naming it."""
+    pairing = pair_masks(indir, outdir, img_suffix, out_ext)
+    if pairing.unpaired:
+        (path, reason), more = pairing.unpaired[0], len(pairing.unpaired) - 1
+        raise InputError(f"{path}: {reason}" + (f" ({more} more such files)" if more else ""))
+    return pairing.pairs
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -117,15 +152,13 @@ def read_mask(path: Path) -> np.ndarray:
 
 
 def open_image(path: Path) -> Image.Image:
-    """A loaded PIL image; a missing or unreadable file is an ``InputError`` naming it."""
+    """A loaded PIL image; a missing, unreadable or decompression-bomb file is an ``InputError`` naming it."""
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{path}: cannot read image ({error})") from error
-    return image
+        return load_image(path)
+    except UnusableImageError as error:
+        raise InputError(f"{path}: cannot read image ({error})") from None
 
 
 def pad_bottom_right(array: np.ndarray, modulo: int) -> np.ndarray:
@@ -135,6 +168,29 @@ def pad_bottom_right(array: np.ndarray, modulo: int) -> np.ndarray:
     if not pad_h and not pad_w:
         return array
     return np.pad(array, [(0, 0)] * (array.ndim - 2) + [(0, pad_h), (0, pad_w)], mode="symmetric")
+
+
+def prepare_outdir(outdir: Path, indir: Path, out_ext: str) -> None:
+    """Create the output folder and check that a file can be written in it, before any model is loaded."""
+    if outdir.resolve() == indir.resolve() and out_ext.lower() == MASK_SUFFIX:
+        raise InputError(f"outdir={outdir}: is the input folder, so every result would overwrite its mask; "
+                         "choose another folder or out_ext")
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"outdir={outdir}: not a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir):
+            pass
+    except OSError as error:
+        raise InputError(f"outdir={outdir}: cannot write there ({error.strerror or error})") from None
+
+
+def write_output(path: Path, pixels: np.ndarray) -> None:
+    """Write one result; a failure (a folder in the way, no permission, a full disk) is an ``InputError``."""
+    try:
+        write_image(path, pixels)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write the result ({error.strerror or error})") from None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -223,28 +279,40 @@ def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSum
     indir = Path(options.indir)
     if not indir.is_dir():
         raise InputError(f"indir={indir}: not a directory")
-    pairs = find_pairs(indir, options.outdir, options.dataset.img_suffix, options.out_ext)
-    if not pairs:
-        raise InputError(f"indir={indir}: no '*mask*.png' files found (searched recursively)")
-    method = classical_method(options.model.path)
-    inpainter: Inpainter | ClassicalInpainter
-    if method is not None:
-        inpainter = ClassicalInpainter(method, options.classical_radius)
-        log.info("inpainting %d masks with the classical %s method", len(pairs), method)
-    else:
-        device = resolve_device(options.device)
-        model = load_model(options.model.path, options.model.checkpoint, map_location=device)
-        inpainter = Inpainter(model, device, options.precision, options.fold_norms, options.channels_last,
-                              options.dataset.pad_out_to_modulo)
-        del model  # the inpainter holds its own prepared copy of the weights
-        log.info("inpainting %d masks with %s on %s (%s)", len(pairs), options.model.path, device, options.precision)
+    outdir = Path(options.outdir)
+    pairing = pair_masks(indir, outdir, options.dataset.img_suffix, options.out_ext)
+    if not pairing.pairs and not pairing.unpaired:
+        raise InputError(f"indir={indir}: no '{Path(MASK_GLOB).name}' files found (searched recursively)")
+    prepare_outdir(outdir, indir, options.out_ext)
     summary = PredictSummary()
-    for pair in tqdm(pairs, desc="predict", unit="img", disable=not progress):
+    for path, reason in pairing.unpaired:
+        _report_failure(summary, path, f"{path}: {reason}")
+    if not pairing.pairs:
+        return summary
+    inpainter = _load_inpainter(options, len(pairing.pairs))
+    for pair in tqdm(pairing.pairs, desc="predict", unit="img", disable=not progress):
         try:
-            write_image(pair.output, inpainter.predict_pair(pair, options.out_key))
+            write_output(pair.output, inpainter.predict_pair(pair, options.out_key))
         except InputError as error:
-            tqdm.write(f"error: {error}", file=sys.stderr)
-            summary.failures.append((pair.mask, str(error)))
+            _report_failure(summary, pair.mask, str(error))
             continue
         summary.written.append(pair.output)
     return summary
+
+
+def _load_inpainter(options: PredictOptions, count: int) -> Inpainter | ClassicalInpainter:
+    method = classical_method(options.model.path)
+    if method is not None:
+        log.info("inpainting %d masks with the classical %s method", count, method)
+        return ClassicalInpainter(method, options.classical_radius)
+    device = resolve_device(options.device)
+    model = load_model(options.model.path, options.model.checkpoint, map_location=device)
+    log.info("inpainting %d masks with %s on %s (%s)", count, options.model.path, device, options.precision)
+    # the inpainter holds its own prepared copy of the weights; the loaded model is dropped on return
+    return Inpainter(model, device, options.precision, options.fold_norms, options.channels_last,
+                     options.dataset.pad_out_to_modulo)
+
+
+def _report_failure(summary: PredictSummary, path: Path, message: str) -> None:
+    tqdm.write(f"error: {message}", file=sys.stderr)
+    summary.failures.append((path, message))

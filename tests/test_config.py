@@ -3,6 +3,7 @@ typo or a bad value fails with one line naming the key before any stage works.""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,11 @@ def test_a_group_switch_and_a_value_override_change_the_run(tmp_path: Path) -> N
     ("data.val_mask_set=thick_1024", "prepare.eval_sizes"),
     ("generator.n_blokcs=3", "n_blokcs"),
     ("profile=paper", "prepare.root"),
+    ("data.loader.crop_size=7", "data.loader.crop_size=7: expected a multiple of 8 that is >= 16"),
+    ("data.loader.crop_size=132", "data.loader.crop_size=132: expected a multiple of 8"),
+    ("generator.ngf=-3", "generator.ngf=-3: expected a positive integer"),
+    ("generator.resnet_conv_kwargs.ratio_gin=1.5", "generator.resnet_conv_kwargs.ratio_gin=1.5: expected a number"),
+    ("report.table_size=100", "report.table_size=100: expected null or the size of an eval mask set"),
 ])
 def test_a_typo_or_a_bad_value_fails_naming_the_key_and_keeps_params_yaml(
     tmp_path: Path, override: str, named: str
@@ -144,3 +150,20 @@ def test_a_bad_params_yaml_names_the_file_and_the_key(tmp_path: Path) -> None:
     path.write_text(OmegaConf.to_yaml(raw))
     _, loaded = load_params(path)
     assert run_config(loaded, "lama", "d", None, "m").generator == dict(PRESETS["lama-regular"], ngf=8)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("eval.num_workers=-1", "eval.num_workers=-1: expected an integer >= 0"),
+    ("report.samples=-2", "report.samples=-2: expected an integer >= 0"),
+    ("generator.n_downsampling=-1", "generator.n_downsampling=-1: expected an integer >= 0"),
+    ("generator.max_features=4", "generator.max_features=4: expected at least ngf (8)"),
+    ("data.loader.crop_size=24", "data.loader.crop_size=24: expected a multiple of 16 that is >= 16"),  # LFU: 2×8
+    ("discriminator.input_nc=4", "discriminator.input_nc=4: expected 3"),
+])
+def test_a_bad_count_or_size_in_params_yaml_fails_naming_the_key(override: str, message: str) -> None:
+    overrides = [override]
+    if "crop_size=24" in override:  # a local Fourier unit halves the bottleneck: the crop doubles its multiple
+        overrides.append("generator.resnet_conv_kwargs.enable_lfu=true")
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        load_params(REPO / "params.yaml", overrides=overrides)
+    assert "\n" not in str(error.value)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -14,7 +17,7 @@ import torch
 from PIL import Image
 
 from lama.cli import main
-from lama.predict import find_pairs, pad_bottom_right
+from lama.predict import InputError, find_pairs, pad_bottom_right, pair_masks
 from tests.conftest import FIXTURE_MODELS, REPO
 
 
@@ -216,3 +219,150 @@ def test_mean_fill_paints_the_hole_with_the_known_pixels_mean_colour(tmp_path: P
     colour = np.floor(image[~hole].astype(np.float64).mean(axis=0) + 1e-4).astype(np.uint8)  # truncated, as written
     assert (np.abs(got[hole].astype(int) - colour) <= 1).all() and (got[hole] == got[hole][0]).all()
     np.testing.assert_array_equal(got[~hole], image[~hole])
+
+
+def _bomb_png(side: int = 30000) -> bytes:
+    """A 45-byte PNG whose header claims side x side pixels (a decompression bomb: no pixel data follows)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def small_pairs(tmp_path: Path) -> Path:
+    """Two good image/mask pairs (16x12) in tmp_path/in, quick to fill with classical:mean-fill."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+        hole = np.zeros((12, 16), dtype=np.uint8)
+        hole[3:8, 4:10] = 255
+        Image.fromarray(hole).save(folder / f"{name}_mask001.png")
+    return folder
+
+
+def _predict(indir: Path, outdir: Path, capsys: pytest.CaptureFixture, model: str = "classical:mean-fill"
+             ) -> tuple[int, list[str], str]:
+    """Exit status, the per-file error lines and all of stderr of `lama predict MODEL indir outdir -q`."""
+    status = main(["predict", model, str(indir), str(outdir), "-q"])
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    return status, [line for line in stderr.splitlines() if line.startswith("error:")], stderr
+
+
+def _written(outdir: Path) -> list[str]:
+    return sorted(p.relative_to(outdir).as_posix() for p in outdir.rglob("*.png") if p.is_file())
+
+
+def test_decompression_bomb_fails_only_its_mask(small_pairs: Path, tmp_path: Path, capsys) -> None:
+    shutil.copy(small_pairs / "a.png", small_pairs / "0_bomb.png")
+    (small_pairs / "0_bomb_mask001.png").write_bytes(_bomb_png())  # sorted first: the good pairs come after it
+    status, errors, stderr = _predict(small_pairs, tmp_path / "out", capsys)
+    assert status == 1
+    assert len(errors) == 1 and "0_bomb_mask001.png" in errors[0] and "decompression-bomb" in errors[0]
+    assert _written(tmp_path / "out") == ["a_mask001.png", "b_mask001.png"]
+    assert "2 written, 1 failed" in stderr
+
+
+def test_a_mask_name_without_the_mark_fails_only_that_file(small_pairs: Path, tmp_path: Path, capsys) -> None:
+    shutil.copy(small_pairs / "a_mask001.png", small_pairs / "mymask.png")
+    status, errors, stderr = _predict(small_pairs, tmp_path / "out", capsys)
+    assert status == 1
+    assert len(errors) == 1 and "mymask.png" in errors[0] and "'_mask'" in errors[0]
+    assert _written(tmp_path / "out") == ["a_mask001.png", "b_mask001.png"]
+    assert "2 written, 1 failed" in stderr
+
+
+def test_an_image_named_like_a_mask_is_not_reported(tmp_path: Path) -> None:
+    for name in ("gasmask.png", "gasmask_mask001.png", "mymask.png"):
+        (tmp_path / name).touch()
+    pairing = pair_masks(tmp_path, tmp_path / "out")
+    assert [(p.mask.name, p.image.name) for p in pairing.pairs] == [("gasmask_mask001.png", "gasmask.png")]
+    assert [path.name for path, _ in pairing.unpaired] == ["mymask.png"]
+
+
+def test_whole_set_callers_get_one_error_naming_the_unpairable_file(tmp_path: Path) -> None:
+    for name in ("a.png", "a_mask001.png", "mymask.png", "zmask.png"):
+        (tmp_path / name).touch()
+    with pytest.raises(InputError, match=r"mymask\.png: no '_mask'.*\(1 more such files\)"):
+        find_pairs(tmp_path, tmp_path)
+
+
+def test_a_mask_folder_above_the_input_dir_never_pairs_with_files_outside_it(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    indir = tmp_path / "x_mask" / "in"
+    indir.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(tmp_path / "x.png")  # outside indir
+    Image.fromarray(np.full((12, 16), 255, dtype=np.uint8)).save(indir / "qmask.png")
+    opened = []
+    real_open = Image.open
+
+    def recording_open(source, *args, **kwargs):
+        opened.append(Path(source) if isinstance(source, (str, Path)) else None)
+        return real_open(source, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", recording_open)
+    status, errors, _ = _predict(indir, tmp_path / "out", capsys)
+    assert status == 1
+    assert len(errors) == 1 and "qmask.png" in errors[0]
+    assert tmp_path / "x.png" not in opened
+    assert all(path is None or path.is_relative_to(indir) for path in opened)
+    assert not (tmp_path / "out" / "qmask.png").exists()
+
+
+@pytest.fixture
+def model_never_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was loaded although the output folder cannot be used")
+
+    monkeypatch.setattr("lama.predict.load_model", fail)
+
+
+def test_an_output_dir_that_is_a_file_stops_before_the_model_is_loaded(
+    small_pairs: Path, tmp_path: Path, capsys, model_never_loaded: None
+) -> None:
+    outdir = tmp_path / "out.png"
+    outdir.write_bytes(b"not a folder")
+    status, _, stderr = _predict(small_pairs, outdir, capsys, model=str(tmp_path / "model"))
+    assert status == 2
+    assert len(stderr.strip().splitlines()) == 1 and str(outdir) in stderr and "not a folder" in stderr
+    assert outdir.read_bytes() == b"not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_dir_stops_before_the_model_is_loaded(
+    small_pairs: Path, tmp_path: Path, capsys, model_never_loaded: None
+) -> None:
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    outdir.chmod(0o555)
+    try:
+        status, _, stderr = _predict(small_pairs, outdir, capsys, model=str(tmp_path / "model"))
+    finally:
+        outdir.chmod(0o755)
+    assert status == 2
+    assert len(stderr.strip().splitlines()) == 1 and str(outdir) in stderr and "Permission denied" in stderr
+    assert not list(outdir.iterdir())
+
+
+def test_an_output_path_taken_by_a_folder_fails_only_that_mask(small_pairs: Path, tmp_path: Path, capsys) -> None:
+    outdir = tmp_path / "out"
+    (outdir / "a_mask001.png").mkdir(parents=True)
+    status, errors, stderr = _predict(small_pairs, outdir, capsys)
+    assert status == 1
+    assert len(errors) == 1 and str(outdir / "a_mask001.png") in errors[0] and "cannot write" in errors[0]
+    assert _written(outdir) == ["b_mask001.png"]
+    assert "1 written, 1 failed" in stderr
+    assert not list((outdir / "a_mask001.png").iterdir())  # no temporary file left behind
+
+
+def test_writing_into_the_input_folder_over_the_masks_is_refused(small_pairs: Path, capsys) -> None:
+    masks = {path: path.read_bytes() for path in small_pairs.glob("*_mask*.png")}
+    status, _, stderr = _predict(small_pairs, small_pairs, capsys)
+    assert status == 2 and len(stderr.strip().splitlines()) == 1 and "overwrite its mask" in stderr
+    assert all(path.read_bytes() == data for path, data in masks.items())

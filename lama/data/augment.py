@@ -59,8 +59,11 @@ class AugmentConfig:
         """Fail early, naming the field, rather than deep inside a training step."""
         if self.variant not in VARIANTS:
             raise ValueError(f"AugmentConfig.variant={self.variant!r}: expected one of {', '.join(VARIANTS)}")
-        _check(self, "crop_size", isinstance(self.crop_size, int) and self.crop_size > 0, "a positive int")
         _check(self, "clahe_grid", isinstance(self.clahe_grid, int) and self.clahe_grid > 0, "a positive int")
+        smallest = self.min_crop_size
+        _check(self, "crop_size", isinstance(self.crop_size, int) and self.crop_size >= smallest,
+               "a positive int" if smallest == 1 else f"an int >= {smallest} (CLAHE cuts the crop into "
+               f"{self.clahe_grid}x{self.clahe_grid} tiles)")
         _check_range(self, "perspective_scale", 0.0, 0.25)  # larger corner jitter can fold the corner quad
         _check_range(self, "affine_scale", 0.0, math.inf, open_low=True)
         _check_range(self, "clahe_clip", 0.0, math.inf, open_low=True)
@@ -79,6 +82,12 @@ class AugmentConfig:
         for name, high in limits.items():
             value = getattr(self, name)
             _check(self, name, _is_number(value) and 0.0 <= value <= high, f"a number in [0, {high}]")
+
+    @property
+    def min_crop_size(self) -> int:
+        """The smallest crop the variant can process: kornia's CLAHE (``distortions`` only) cuts the crop into
+        ``clahe_grid``² tiles of an even size, which needs more pixels a side than the grid has tiles."""
+        return self.clahe_grid + 1 if self.variant == "distortions" else 1
 
 
 def _is_number(value: object) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,23 +40,53 @@ def to_rgb(opened: Image.Image) -> Image.Image:
     return opened.convert("RGB")
 
 
+def load_image(source: str | Path | BinaryIO) -> Image.Image:
+    """Open and fully decode an untrusted image file, so that truncation shows here rather than later.
+
+    Pillow's decompression-bomb warning is an error here: a tiny file claiming a huge size is turned away before
+    its pixels are allocated. Every way of failing is an ``UnusableImageError`` whose message is the reason.
+    """
+    return _open(source, decode=True)
+
+
+def image_size(source: str | Path | BinaryIO) -> tuple[int, int]:
+    """(width, height) read from the header alone, turned away on the same grounds as :func:`load_image`."""
+    with _open(source, decode=False) as opened:
+        return opened.size
+
+
+def _open(source: str | Path | BinaryIO, decode: bool) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(source)
+            if decode:
+                opened.load()
+    except UnidentifiedImageError:
+        raise UnusableImageError("not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnusableImageError(
+            f"larger than the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels") from None
+    except OSError as error:
+        if error.errno is not None:  # the file itself (permissions, a folder...), not its contents
+            raise UnusableImageError(f"cannot open: {error.strerror}") from None
+        raise UnusableImageError(f"corrupt or truncated: {_first_line(error)}") from None
+    except Exception as error:  # Pillow's decoders raise many exception types (struct.error, IndexError...)
+        raise UnusableImageError(f"corrupt or truncated: {_first_line(error)}") from None
+    return opened
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
 def decode_rgb(data: bytes, min_side: int = 1) -> DecodedImage:
     """Decode fully (so truncation shows here, not in a training worker), apply EXIF orientation, convert to RGB.
 
     EXIF orientation is applied as OpenCV's ``imread`` (the official reader) applies it.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data))
-            image_format = opened.format
-            opened.load()
-    except UnidentifiedImageError:
-        raise UnusableImageError("not an image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UnusableImageError("larger than the decompression-bomb limit") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise UnusableImageError(f"corrupt or truncated: {str(error).splitlines()[0]}") from None
+    opened = load_image(io.BytesIO(data))
+    image_format = opened.format
     width, height = opened.size
     if min(width, height) < min_side:
         raise UnusableImageError(f"too small: {width}x{height}, short side below {min_side}")

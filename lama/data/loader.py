@@ -37,6 +37,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from lama.data.augment import AugmentConfig, LamaAugmentation
 from lama.data.prepare import MANIFEST
 from lama.masks.generator import MaskGenerator
+from lama.signals import worker_initializer
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +330,8 @@ class TrainLoader:
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None,
             # The DataLoader draws its base seed from this generator, not from the process's global RNG.
             generator=torch.Generator().manual_seed(hash_seed(config.seed, rank)),
+            # Workers leave stop signals to the training loop (it saves first) and die with it.
+            worker_init_fn=worker_initializer() if workers else None,
         )
 
     def __iter__(self) -> Iterator[dict]:

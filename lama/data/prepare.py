@@ -3,7 +3,8 @@
 Output layout::
 
     OUTDIR/dataset.json           what was built from what: params, inputs digest, shards, counts, photo credits
-    OUTDIR/skipped.tsv            every image turned away (split, origin, reason), including listed-but-absent files
+    OUTDIR/skipped.tsv            every file not used (split, origin, reason): images turned away, listed-but-absent
+                                  files, other files, broken links
     OUTDIR/converted.tsv          every image converted to RGB (split, origin, stored mode)
     OUTDIR/train/train-000000.tar samples KEY.jpg (or .png/.webp) + KEY.json {key, source, size, original_size, label}
     OUTDIR/val/512/NAME.png  OUTDIR/val/256/NAME.png  OUTDIR/test/512/...  the same images at each eval size
@@ -33,8 +34,9 @@ from tqdm import tqdm
 from lama.data import embedded, places365
 from lama.data.images import IMAGE_FORMATS, UnusableImageError, center_square, decode_rgb, encode, resize_short_side
 from lama.data.sources import IMAGE_EXTENSIONS, SPLITS, SourceImage, SourceSplits, folder_splits, shard_order
-from lama.files import atomic_write
+from lama.files import atomic_write, remove_temporaries
 from lama.journal import Journal
+from lama.signals import worker_initializer
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +141,7 @@ def prepare(config: PrepareConfig, outdir: Path, n_jobs: int = 1, progress: bool
     if previous is not None and all((outdir / relative).is_file() for relative in previous.get("files", [])):
         log.info("%s: already prepared with these inputs and params", outdir)
         return PrepareSummary(**previous["summary"])
-    _remove_temporaries(outdir)
+    remove_temporaries(outdir)
     units = _units(splits, config, outdir)
     journal = Journal(outdir / JOURNAL, identity, "dataset preparation")
     done = {record["unit"]: record for record in journal.records() if _outputs_exist(outdir, record)}
@@ -148,7 +150,7 @@ def prepare(config: PrepareConfig, outdir: Path, n_jobs: int = 1, progress: bool
     initial = sum(len(unit.images) for unit in units if unit.name in done)
     bar = tqdm(total=total, initial=initial, desc=f"prepare {config.source}", unit="img", disable=not progress)
     with bar, journal:
-        pool = ProcessPoolExecutor(max_workers=n_jobs) if n_jobs > 1 else None
+        pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=worker_initializer()) if n_jobs > 1 else None
         results: Iterable[dict] = pool.map(run_unit, todo) if pool else (run_unit(unit, bar.update) for unit in todo)
         try:
             for unit, record in zip(todo, results, strict=True):
@@ -341,13 +343,6 @@ def _check_outdir(outdir: Path, identity: dict) -> dict | None:
     return None
 
 
-def _remove_temporaries(outdir: Path) -> None:
-    """Temporary files of a killed run: never mistaken for outputs, but not worth keeping."""
-    if outdir.is_dir():
-        for leftover in outdir.rglob(".*.tmp"):
-            leftover.unlink()
-
-
 def _write_manifest(outdir: Path, identity: dict, splits: SourceSplits, records: list[dict]) -> PrepareSummary:
     skipped = [[split, origin, reason] for split, origin, reason in splits.missing]
     converted = []
@@ -374,7 +369,7 @@ def _write_manifest(outdir: Path, identity: dict, splits: SourceSplits, records:
     _write_tsv(outdir / "converted.tsv", ["split", "origin", "stored_mode"], sorted(converted))
     atomic_write(outdir / MANIFEST, lambda handle: handle.write(json.dumps(manifest, indent=1).encode() + b"\n"))
     if skipped:
-        log.warning("%s: %d images skipped, listed in %s", outdir, len(skipped), outdir / "skipped.tsv")
+        log.warning("%s: %d files skipped, listed in %s", outdir, len(skipped), outdir / "skipped.tsv")
     return summary
 
 

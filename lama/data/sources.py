@@ -7,7 +7,10 @@ reference that worker processes read on their own.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 import tarfile
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -63,12 +66,13 @@ class SourceImage:
 
 @dataclass
 class SourceSplits:
-    """The images of each split, files a list names but that are absent, and notes for the dataset metadata."""
+    """The images of each split; in ``missing`` every file that is not used (named by a list but absent, not an
+    image file, a broken link, ...) with its reason; notes for the dataset metadata."""
 
     train: list[SourceImage] = field(default_factory=list)
     val: list[SourceImage] = field(default_factory=list)
     test: list[SourceImage] = field(default_factory=list)
-    missing: list[tuple[str, str, str]] = field(default_factory=list)  # split, origin, reason
+    missing: list[tuple[str, str, str]] = field(default_factory=list)  # split ("-": none), origin, reason
     notes: dict = field(default_factory=dict)
 
     def split(self, name: str) -> list[SourceImage]:
@@ -122,10 +126,66 @@ def shard_order(images: list[SourceImage], seed: int) -> list[SourceImage]:
     return [by_key[key] for key in stable_rank(by_key, seed, "shards")]
 
 
+@dataclass
+class FileListing:
+    """What a folder holds: the image files, and every other entry with the reason it is not used."""
+
+    images: list[Path] = field(default_factory=list)
+    unused: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def list_files(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, exclude: Path | None = None) -> FileListing:
+    """Every entry below ``root``, sorted: image files (case-insensitive extensions; a link to one counts) and,
+    with their reason, the rest: other files, broken or looping links, links to folders (not followed), folders that
+    cannot be listed, special files. ``exclude`` (an output folder inside ``root``) is left out altogether."""
+    wanted = sorted({ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions})
+    excluded = exclude.resolve() if exclude is not None else None
+    listing = FileListing()
+
+    def unlisted(error: OSError) -> None:
+        listing.unused.append((Path(error.filename), f"folder cannot be listed: {error.strerror}"))
+
+    for folder, subfolders, names in os.walk(root, onerror=unlisted):
+        for name in list(subfolders):
+            path = Path(folder, name)
+            if excluded is not None and path.resolve() == excluded:
+                subfolders.remove(name)
+            elif path.is_symlink():
+                listing.unused.append((path, "link to a folder: not followed"))
+        for name in names:
+            path = Path(folder, name)
+            reason = _unusable(path, wanted)
+            if reason:
+                listing.unused.append((path, reason))
+            else:
+                listing.images.append(path)
+    listing.images.sort()
+    listing.unused.sort()
+    return listing
+
+
+def _unusable(path: Path, wanted: list[str]) -> str:
+    """Why the entry at ``path`` is not an image file to read, or "" when it is one."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"broken link: its target {os.readlink(path)} does not exist"
+        return "removed while the folder was listed"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "link loop: following it never reaches a file"
+        return f"cannot be read: {error.strerror}"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a pipe, socket or device)"
+    if path.suffix.lower() not in wanted:
+        return f"not an image file: extension {path.suffix or '(none)'} is not one of {', '.join(wanted)}"
+    return ""
+
+
 def find_files(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
     """Image files below ``root`` (case-insensitive extensions), sorted."""
-    wanted = {ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions}
-    return sorted(path for path in root.rglob("*") if path.is_file() and path.suffix.lower() in wanted)
+    return list_files(root, extensions).images
 
 
 def file_images(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, paths: Iterable[Path] | None = None
@@ -168,9 +228,17 @@ def folder_splits(root: Path, seed: int = 0, counts: dict[str, int | None] | Non
         raise FileNotFoundError(f"{root}: image folder not found")
     counts = {"val": None, "test": None, "train": None, **(counts or {})}
     splits = SourceSplits()
-    if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
+    listing = list_files(root, extensions)
+    split_layout = (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir())
+
+    def split_of(path: Path) -> str:
+        top = path.relative_to(root).parts[:1]
+        return top[0] if split_layout and top and top[0] in SPLITS else "-"
+
+    splits.missing.extend((split_of(path), str(path), reason) for path, reason in listing.unused)
+    if split_layout:
         by_folder: dict[str, list[Path]] = {}
-        for path in find_files(root, extensions):
+        for path in listing.images:
             by_folder.setdefault(path.relative_to(root).parts[0], []).append(path)
         for folder, paths in by_folder.items():
             if folder not in SPLITS:
@@ -181,7 +249,7 @@ def folder_splits(root: Path, seed: int = 0, counts: dict[str, int | None] | Non
             splits.split(split).extend(carve(found, {split: cap}, seed)[split])
         splits.notes["layout"] = "train/val/test subfolders"
     else:
-        images = file_images(root, extensions)
+        images = file_images(root, paths=listing.images)
         wanted = {"val": counts["val"] or 0, "test": counts["test"] or 0, "train": counts["train"]}
         for split, chosen in carve(images, wanted, seed).items():
             splits.split(split).extend(chosen)

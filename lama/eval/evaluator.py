@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from lama.data.images import UnusableImageError, image_size
 from lama.eval.bins import (
     TOTAL,
     area_bin_indices,
@@ -40,6 +40,7 @@ from lama.eval.provenance import apply_overrides, describe_mask_set, describe_mo
 from lama.files import atomic_write
 from lama.journal import Journal
 from lama.predict import MaskImagePair, find_pairs, read_image, read_mask, resolve_device
+from lama.signals import worker_initializer
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +131,8 @@ def checked_pairs(options: EvaluateOptions) -> tuple[list[MaskImagePair], list[t
 
 def _image_size(path: Path) -> tuple[int, int]:
     try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, SyntaxError) as error:
+        return image_size(path)
+    except UnusableImageError as error:
         raise ValueError(f"{path}: not a readable image ({error})") from None
 
 
@@ -244,7 +244,8 @@ def _measure(
 
 def _batches(pairs: Sequence[MaskImagePair], batches: list[list[int]], todo: list[int],
              num_workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    loader = DataLoader(PairDataset(pairs), batch_sampler=[batches[number] for number in todo],
-                        num_workers=num_workers if todo else 0)
+    workers = num_workers if todo else 0
+    loader = DataLoader(PairDataset(pairs), batch_sampler=[batches[number] for number in todo], num_workers=workers,
+                        worker_init_fn=worker_initializer() if workers else None)
     yield from loader
 

@@ -15,11 +15,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lama.baselines import classical_method
 from lama.losses.total import recipe_deviations
 from lama.masks.eval_set import MANIFEST
+from lama.safe_yaml import read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def describe_model_dir(model_dir: str | Path | None) -> dict[str, Any]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    loaded = yaml.safe_load(path.read_text())
+    loaded = read_yaml(path)
     return loaded if isinstance(loaded, dict) else {}
 
 

@@ -5,7 +5,8 @@ square that contains the far end of the mask, reject masks covering more than ``
 of the accepted ones at random; retry with fresh candidates (``attempts`` in all, 10 like the official builder)
 before dropping the image. Everything random comes from a state derived from (config, seed, image path), so the
 set is the same byte for byte whatever ``n_jobs`` is. Unlike the official builder, dropped images are listed
-with their reason in ``maskset.json``.
+with their reason in ``maskset.json``, and so is every other file of the input folder (other extensions, broken
+links).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from lama.data.images import resize_short_side, to_rgb
-from lama.files import atomic_write, write_image
+from lama.data.sources import list_files
+from lama.files import atomic_write, remove_temporaries, write_image
 from lama.journal import Journal
 from lama.masks.configs import EVAL_CONFIGS, EvalSetConfig, eval_set_config
 from lama.masks.generator import MaskGenerator
+from lama.signals import worker_initializer
 
 log = logging.getLogger(__name__)
 
@@ -177,20 +180,6 @@ class _Job:
         return result
 
 
-def find_images(indir: Path, extensions: Iterable[str] = DEFAULT_EXTENSIONS, exclude: Path | None = None) -> list[Path]:
-    """Every image below ``indir`` with one of ``extensions`` (case-insensitive), in a stable order.
-
-    ``exclude`` (an output folder inside ``indir``) is skipped, so a rebuild never reads its own outputs.
-    """
-    wanted = {ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions}
-    excluded = exclude.resolve() if exclude is not None else None
-    return sorted(
-        path for path in indir.rglob("*")
-        if path.is_file() and path.suffix.lower() in wanted
-        and (excluded is None or not path.resolve().is_relative_to(excluded))
-    )
-
-
 def build_eval_mask_set(
     config: str | EvalSetConfig,
     indir: Path,
@@ -211,12 +200,14 @@ def build_eval_mask_set(
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
     extensions = tuple(extensions)
-    sources = find_images(indir, extensions, exclude=outdir)
+    listing = list_files(indir, extensions, exclude=outdir)  # a rebuild never reads its own outputs
+    sources = listing.images
     if not sources:
         raise ValueError(f"{indir}: no images with extensions {', '.join(extensions)}")
     _refuse_colliding_outputs(sources, indir)
     identity = {"config_name": config_name, "config": asdict(config), "seed": seed, "extensions": list(extensions)}
     _check_outdir(outdir, identity)
+    remove_temporaries(outdir)
     keys = {source.relative_to(indir).as_posix(): source for source in sources}
     journal = Journal(outdir / JOURNAL, identity, "mask set build")
     done = {}
@@ -225,6 +216,7 @@ def build_eval_mask_set(
         if result.source in keys:
             done[result.source] = result
     summary = MaskSetSummary(config=config_name, seed=seed, images=len(sources))
+    summary.dropped.update({path.relative_to(indir).as_posix(): reason for path, reason in listing.unused})
     for result in done.values():
         _account(summary, result)
     todo = [source for key, source in keys.items() if key not in done]
@@ -232,7 +224,7 @@ def build_eval_mask_set(
     bar = tqdm(total=len(sources), initial=len(done), desc=f"masks {config_name}", unit="img", disable=not progress)
     outdir.mkdir(parents=True, exist_ok=True)
     with bar, journal:
-        pool = ProcessPoolExecutor(max_workers=n_jobs) if n_jobs > 1 else None
+        pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=worker_initializer()) if n_jobs > 1 else None
         chunksize = max(1, min(16, len(todo) // (8 * n_jobs)))
         results: Iterable[ImageResult] = pool.map(job, todo, chunksize=chunksize) if pool else map(job, todo)
         try:

@@ -76,6 +76,18 @@ class MaskGenerator:
         except KeyError:
             raise _unknown(name) from None
 
+    def check_size(self, height: int, width: int) -> None:
+        """ValueError, naming the config and the limit, if masks of this size cannot be drawn. Each drawer refuses a
+        size it has no room for before it draws anything (``lama.masks.shapes`` holds the limits), so one mask of
+        each kind on a throwaway state checks them all."""
+        if height < 1 or width < 1:
+            raise ValueError(f"mask size must be positive, got {height}x{width}")
+        for drawer in self._drawers:
+            try:
+                drawer.draw(np.random.RandomState(0), np.zeros((height, width), dtype=np.uint8))
+            except ValueError as error:
+                raise ValueError(f"{self.name or 'mask config'}: {error}") from None
+
     def generate(self, rng: np.random.RandomState, height: int, width: int) -> np.ndarray:
         """One mask from ``rng``, drawing exactly what the official generator draws from numpy's global state."""
         mask = np.zeros((height, width), dtype=np.uint8)

@@ -4,7 +4,7 @@ from lama.models.discriminator import NLayerDiscriminator
 from lama.models.generators import PRESETS, build_generator, count_parameters, generator_config
 from lama.models.inference import fold_all_batchnorms, prepare_for_inference
 from lama.models.model_dir import InpaintingModel, ModelDirError, load_model, read_config, save_model_dir
-from lama.models.safe_pickle import UnsafeCheckpointError, load_checkpoint_file
+from lama.safe_load import UnsafeCheckpointError, load_checkpoint_file
 
 __all__ = [
     "PRESETS",

@@ -214,16 +214,21 @@ class ConcatTupleLayer(nn.Module):
         return torch.cat([x_l, x_g], dim=1)
 
 
+# The official ``add_out_act`` names (True means tanh, False or None no activation).
+OUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
 def output_layers(ngf: int, output_nc: int, add_out_act: bool | str) -> list[nn.Module]:
     """Reflect-padded 7×7 output conv plus the official ``add_out_act`` (True: tanh, a name, or False: none)."""
     layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0)]
     if add_out_act is False or add_out_act is None:
         return layers
     name = "tanh" if add_out_act is True else add_out_act
-    activations = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-    if name not in activations:
-        raise ValueError(f"generator.add_out_act: unknown activation {name!r}; expected one of {sorted(activations)}")
-    return [*layers, activations[name]()]
+    if name not in OUT_ACTIVATIONS:
+        raise ValueError(
+            f"generator.add_out_act: unknown activation {name!r}; expected one of {sorted(OUT_ACTIVATIONS)}"
+        )
+    return [*layers, OUT_ACTIVATIONS[name]()]
 
 
 def upsampling_layers(ngf: int, n_downsampling: int, max_features: int) -> list[nn.Module]:

@@ -15,11 +15,13 @@ from typing import Any
 import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from lama.files import atomic_write
 from lama.models.generators import build_generator, generator_config
-from lama.models.safe_pickle import load_checkpoint_file
+from lama.safe_load import load_checkpoint_file
+from lama.safe_yaml import YamlFileError, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +66,15 @@ def read_config(model_dir: str | Path) -> DictConfig:
     if not path.is_file():
         raise ModelDirError(f"{path}: missing; a model dir holds config.yaml and models/{DEFAULT_CHECKPOINT}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ModelDirError(f"{path}: not valid YAML ({error})") from error
+        data = read_yaml(path)
+    except YamlFileError as error:
+        raise ModelDirError(str(error)) from None
     if not isinstance(data, dict) or "generator" not in data:
         raise ModelDirError(f"{path}: expected a mapping with a 'generator' section")
-    return OmegaConf.create(data)
+    try:
+        return OmegaConf.create(data)
+    except OmegaConfBaseException as error:
+        raise ModelDirError(f"{path}: not a config ({str(error).splitlines()[0]})") from None
 
 
 def generator_state_dict(checkpoint: Any, source: str | Path) -> dict[str, torch.Tensor]:
@@ -91,7 +96,7 @@ def load_model(
 
     The generator is built from ``config.yaml`` and its weights are loaded strictly: a missing or unexpected
     generator key is an error. Discriminator, evaluator and loss keys are ignored. No code from the checkpoint
-    runs (see ``lama.models.safe_pickle``).
+    runs (see ``lama.safe_load``).
     """
     path = Path(path)
     if path.is_file():

@@ -11,6 +11,9 @@ from torch import nn
 
 from lama.models.ffc import output_layers, upsampling_layers
 
+# How a multi-dilated convolution combines its dilations: each reads its own chunk of the channels, or all of them.
+COMB_MODES = ("cat_in", "sum")
+
 
 class MultidilatedConv(nn.Module):
     """Parallel 3×3 convolutions with dilations 1, 2, 4, ... whose outputs are summed.
@@ -31,7 +34,7 @@ class MultidilatedConv(nn.Module):
         padding_mode: str = "reflect",
     ) -> None:
         super().__init__()
-        if comb_mode not in ("cat_in", "sum"):
+        if comb_mode not in COMB_MODES:
             raise ValueError(
                 f"generator.multidilation_kwargs.comb_mode: {comb_mode!r} is not supported; expected 'cat_in' or 'sum'"
             )

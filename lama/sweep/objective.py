@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from lama.signals import Interrupted
 from lama.sweep.config import SweepConfig
 from lama.sweep.plan import StageId, Weights
 from lama.tracking import TRACKING_REFERENCE
@@ -27,12 +28,12 @@ from lama.train.config import load_config
 log = logging.getLogger(__name__)
 
 
-class TrialInterruptedError(Exception):
-    """The trial's training was stopped by a signal; the worker stops too, the trial is retried later."""
+class TrialInterruptedError(Interrupted):
+    """The trial's training took a stop signal, saved and returned; the worker stops too, the trial runs again
+    when the search resumes (``exit_code`` is the training's, 128 + the signal's number)."""
 
     def __init__(self, exit_code: int) -> None:
-        super().__init__(f"stopped by a signal (exit code {exit_code})")
-        self.exit_code = exit_code
+        super().__init__(exit_code - 128)
 
 
 @dataclass

@@ -38,9 +38,26 @@ def open_from_params(params: PipelineParams, raw: DictConfig, storage: str | Non
 
 
 def run_search(search: Search) -> dict[str, Any]:
-    """Work on the search until it ends, then write its results (best weights, summary, plot, loss config)."""
-    plan = work(search)
+    """Work on the search until it ends, then write its results (best weights, summary, plot, loss config). A
+    search stopped before its end leaves its MLflow parent run KILLED (a stop signal) or FAILED."""
+    try:
+        plan = work(search)
+    except BaseException as error:
+        _end_parent(search, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        raise
     return finish(search, plan, search.config.out_dir, search.config.loss_config)
+
+
+def _end_parent(search: Search, status: str) -> None:
+    if search.tracking is None:
+        return
+    try:
+        parent = search.storage.parent_run()
+    except Exception as error:  # the error that stopped the search may be the storage's: that one is reported
+        log.warning("the search's MLflow run was left open: its id could not be read (%s)", error)
+        return
+    if parent is not None:
+        search.tracking.end_parent(parent, status)
 
 
 def join(storage: str, name: str | None, wait: float, poll: float = 1.0) -> Search:

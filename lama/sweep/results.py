@@ -8,34 +8,40 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from lama.files import atomic_write
 from lama.sweep.config import COORDINATES
-from lama.sweep.plan import Plan, setting_key
+from lama.sweep.plan import Plan, Stage, StageId, setting_key
 from lama.sweep.search import Search
-from lama.sweep.storage import KEY, WORKER
+from lama.sweep.storage import DUPLICATE, ERROR, KEY, TRANSIENT, WORKER, GivenUp
 
 FORMAT = "lama-sweep/1"
 
 
+def trial_state(trial: FrozenTrial) -> str:
+    """complete, pruned, fail, or interrupted (stopped by its environment: it did not count against its setting)."""
+    return "interrupted" if trial.user_attrs.get(TRANSIENT) else trial.state.name.lower()
+
+
 def summarize(search: Search, plan: Plan) -> dict[str, Any]:
-    """The search as data: the best setting, each round's best, each stage's beam, every trial in the order the
-    trials ended."""
+    """The search as data: the best setting, each round's best, each stage's beam and the settings it gave up
+    (with their last error), every trial in the order the trials ended."""
     trials = []
     for stage_id, trial in search.storage.all_trials([stage.id for stage in plan.stages]):
-        if trial.user_attrs.get("lama.duplicate") or trial.state == TrialState.RUNNING:
+        if trial.user_attrs.get(DUPLICATE) or trial.state == TrialState.RUNNING:
             continue
         trials.append({
             "stage": stage_id.label, "number": trial.number, "setting": trial.user_attrs.get(KEY),
-            "weights": {name: trial.params[name] for name in COORDINATES}, "state": trial.state.name.lower(),
-            "value": trial.value, "worker": trial.user_attrs.get(WORKER),
+            "weights": {name: trial.params[name] for name in COORDINATES}, "state": trial_state(trial),
+            "value": trial.value, "error": trial.user_attrs.get(ERROR), "worker": trial.user_attrs.get(WORKER),
             "completed": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
             "seconds": (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start else None})
     trials.sort(key=lambda t: (t["completed"] or "", t["stage"], t["number"]))
     best = plan.best
     config = search.config
+    given_up = {stage.id: search.storage.given_up(stage.id) for stage in plan.stages}
     return {
         "format": FORMAT, "search": search.name, "finished": plan.finished, "reason": plan.reason,
         "objective": config.metric if config.objective == "training" else "closed-form",
@@ -44,15 +50,25 @@ def summarize(search: Search, plan: Plan) -> dict[str, Any]:
         "base_loss": search.base.get("loss", {}),  # the whole loss section the trials start from
         "best": None if best is None else {"weights": best[0], "value": best[1], "setting": setting_key(best[0])},
         "round_best": plan.round_best,
-        "stages": [{"stage": stage.id.label, "beam": [setting_key(w) for w in stage.beam],
-                    "evaluated": [setting_key(w) for w in stage.todo], "values": stage.values,
-                    "beam_after": [{"setting": setting_key(w), "value": v} for w, v in stage.beam_after]}
-                   for stage in plan.stages],
+        "stages": [stage_summary(stage, given_up) for stage in plan.stages],
         "trials": trials,
         "settings": {"coordinates": config.coordinates, "grid_points": config.grid_points,
                      "grid_factor": config.grid_factor, "beam_width": config.beam_width,
                      "max_rounds": config.max_rounds, "steps": config.steps, "pruner": config.pruner},
     }
+
+
+def stage_summary(stage: Stage, given_up: dict[StageId, dict[str, GivenUp]]) -> dict[str, Any]:
+    """A stage's beam, the settings it evaluated with their values, and the ones it gave up with their last error:
+    a setting given up has no value, and is not listed among the evaluated ones (nor in later stages' values)."""
+    anywhere = {key for stage_given_up in given_up.values() for key in stage_given_up}
+    own = given_up.get(stage.id, {})
+    return {"stage": stage.id.label, "beam": [setting_key(w) for w in stage.beam],
+            "evaluated": [setting_key(w) for w in stage.todo if setting_key(w) not in own],
+            "values": {key: value for key, value in stage.values.items() if key not in anywhere},
+            "given_up": [{"setting": key, "failures": own[key].failures, "error": own[key].error}
+                         for key in (setting_key(w) for w in stage.todo) if key in own],
+            "beam_after": [{"setting": setting_key(w), "value": v} for w, v in stage.beam_after]}
 
 
 def trajectory(summary: dict[str, Any]) -> list[tuple[float, float]]:
@@ -115,12 +131,19 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for label, weights, value in rows:
         cells = " | ".join(f"{weights[name]:g}" for name in COORDINATES)
         lines.append(f"| {label} | {cells} | {'' if value is None else f'{value:.6g}'} |")
-    lines += ["", "![search trajectory](trajectory.png)", "", "| stage | evaluated | pruned/failed | beam after |",
-              "|---|---:|---:|---|"]
+    lines += ["", "![search trajectory](trajectory.png)", "",
+              "| stage | evaluated | pruned | given up | beam after |", "|---|---:|---:|---:|---|"]
     for stage in summary["stages"]:
-        missing = sum(1 for key in stage["evaluated"] if stage["values"].get(key) is None)
+        pruned = sum(1 for key in stage["evaluated"] if stage["values"].get(key) is None)
         beam = "; ".join(f"{b['setting']} ({b['value']:.4g})" for b in stage["beam_after"])
-        lines.append(f"| {stage['stage']} | {len(stage['evaluated'])} | {missing} | {beam} |")
+        lines.append(f"| {stage['stage']} | {len(stage['evaluated'])} | {pruned} | {len(stage['given_up'])} | "
+                     f"{beam} |")
+    abandoned = [(stage["stage"], item) for stage in summary["stages"] for item in stage["given_up"]]
+    if abandoned:
+        lines += ["", "Settings given up (they failed more than max_retries times; the search went on without them):",
+                  ""]
+        lines += [f"- {label} `{item['setting']}`: {item['failures']} failures, the last: {item['error']}"
+                  for label, item in abandoned]
     counts = {}
     for trial in summary["trials"]:
         counts[trial["state"]] = counts.get(trial["state"], 0) + 1
@@ -174,7 +197,9 @@ def finish(search: Search, plan: Plan, out_dir: str | Path | None, loss_config: 
     if parent is not None:
         best = summary["best"]
         params = {f"best.{name}": value for name, value in best["weights"].items()} if best else {}
-        tags = {"sweep.reason": plan.reason, **({"sweep.best_setting": best["setting"]} if best else {})}
+        given_up = sum(len(stage["given_up"]) for stage in summary["stages"])
+        tags = {"sweep.reason": plan.reason, "sweep.given_up": str(given_up),
+                **({"sweep.best_setting": best["setting"]} if best else {})}
         search.tracking.finish_parent(parent, params, trajectory(summary), tags,
                                       None if out_dir is None else str(out_dir))
     return summary

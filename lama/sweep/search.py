@@ -2,6 +2,11 @@
 
 A worker loops: derive the plan from the storage, claim a free setting of the open stage, evaluate it under a
 heartbeat, record the outcome in Optuna and MLflow. With nothing to claim it waits for the other workers' trials.
+
+A trial that fails by an error of its environment (``ENVIRONMENT``: a stop signal, missing data or weights, an
+unusable configuration) stops the worker, since every other setting would fail alike; the trial is stored as
+transient (see :mod:`lama.sweep.storage`) and does not use up a retry of its setting. Any other error fails the
+trial, counts against its setting, and the worker goes on.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import os
 import socket
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +26,21 @@ import optuna
 from omegaconf import OmegaConf
 
 from lama.sweep.config import COORDINATES, SweepConfig, check_weights
-from lama.sweep.objective import Objective, TrainingObjective, TrialContext, TrialInterruptedError, closed_form
+from lama.sweep.interrupt import check, interruptible, protected, stop_on_signals
+from lama.sweep.objective import Objective, TrainingObjective, TrialContext, closed_form
 from lama.sweep.plan import Plan, SearchSpec, StageId, make_plan, setting_key
-from lama.sweep.storage import SearchStorage, heartbeat, open_storage, redact
+from lama.sweep.storage import ERROR, TRANSIENT, SearchStorage, heartbeat, open_storage, redact
 from lama.sweep.tracking import PARENT_TAG, SweepTracking
 from lama.train.config import MAXIMISED, ConfigError
 
 log = logging.getLogger(__name__)
 
-# Settings a trial may not recover from by a retry: stop the worker instead of failing every setting in turn.
-FATAL = (ConfigError, FileNotFoundError, TrialInterruptedError, KeyboardInterrupt, SystemExit)
+# Errors of the environment, not of the setting: a retry cannot help, and every other setting would fail alike, so
+# the worker stops instead, and the trial does not count against its setting. OSError covers missing data and
+# weights (FileNotFoundError), unreadable or corrupt files, a full disk; KeyboardInterrupt covers the stop
+# signals (lama.signals.Interrupted, TrialInterruptedError). A trial's weights are valid by construction, so a
+# ConfigError inside a trial is about the run it trains (its data, its paths).
+ENVIRONMENT = (ConfigError, OSError, KeyboardInterrupt, SystemExit)
 
 
 def default_storage(root: str | Path | None = None) -> str:
@@ -104,14 +115,15 @@ def start_search(config: SweepConfig, base: dict[str, Any], run: str, storage_ur
               "storage": redact(storage_url)}
     search.storage.create(record)
     if search.tracking is not None:
-        parent = search.storage.parent_run()
-        if parent is None:
-            parent = search.tracking.start_parent(
-                name, {"sweep": config.identity(), "initial": initial, "run": run},
-                {"optuna.storage": redact(storage_url), "optuna.study": name})
-            search.storage.set_parent_run(parent)
-        else:
-            search.tracking.reopen_parent(parent)
+        with protected():  # a parent run not stored with the search would be orphaned, and another one made
+            parent = search.storage.parent_run()
+            if parent is None:
+                parent = search.tracking.start_parent(
+                    name, {"sweep": config.identity(), "initial": initial, "run": run},
+                    {"optuna.storage": redact(storage_url), "optuna.study": name})
+                search.storage.set_parent_run(parent)
+            else:
+                search.tracking.reopen_parent(parent)
     log.info("search %s in %s", name, redact(storage_url))
     return search
 
@@ -127,7 +139,8 @@ def join_search(storage_url: str, name: str, wait: float = 300.0) -> Search:
     if search.tracking is not None:
         deadline = time.monotonic() + wait
         while search.storage.parent_run() is None and time.monotonic() < deadline:
-            time.sleep(1)
+            with interruptible():
+                time.sleep(1)
     return search
 
 
@@ -145,30 +158,37 @@ def worker_id() -> str:
 
 
 def work(search: Search, objective: Objective | None = None, worker: str | None = None) -> Plan:
-    """Evaluate settings of ``search`` until it ends; returns the final plan."""
+    """Evaluate settings of ``search`` until it ends; returns the final plan. A stop signal raises
+    :class:`~lama.signals.Interrupted` once the running trial, if any, is recorded as interrupted;
+    an error of the environment (``ENVIRONMENT``) is raised likewise."""
     objective = objective or make_objective(search)
     worker = worker or worker_id()
     waiting_for = None
-    while True:
-        plan = search.plan()
-        if plan.finished:
-            log.info("search %s ended: %s", search.name, plan.reason)
-            return plan
-        stage = plan.current
-        claimed = search.storage.claim(stage, worker)
-        if claimed is None:
+    with stop_on_signals():
+        while True:
+            check()
+            plan = search.plan()
+            if plan.finished:
+                log.info("search %s ended: %s", search.name, plan.reason)
+                return plan
+            stage = plan.current
+            with protected():  # from the claim to the recorded outcome, only the objective may be cut short
+                claimed = search.storage.claim(stage, worker)
+                if claimed is not None:
+                    waiting_for = None
+                    run_trial(search, objective, *claimed, stage.id, worker)
+                    continue
             if waiting_for != stage.id:
                 log.info("stage %s: waiting for %d running trial(s) of other workers", stage.id.label,
                          search.storage.running(stage.id))
                 waiting_for = stage.id
-            time.sleep(search.config.poll_seconds)
-            continue
-        waiting_for = None
-        run_trial(search, objective, *claimed, stage.id, worker)
+            with interruptible():
+                time.sleep(search.config.poll_seconds)
 
 
 def run_trial(search: Search, objective: Objective, trial: optuna.trial.Trial, trial_id: int, stage_id: StageId,
               worker: str) -> None:
+    """Evaluate one claimed trial and record its outcome; call it inside :func:`protected` (``work`` does)."""
     weights = {name: float(trial.params[name]) for name in COORDINATES}
     key = setting_key(weights)
     parent = search.storage.parent_run() if search.tracking is not None else None
@@ -180,7 +200,7 @@ def run_trial(search: Search, objective: Objective, trial: optuna.trial.Trial, t
     log.info("trial %s #%d: %s", stage_id.label, trial.number, key)
     outcome, value = "failed", None
     try:
-        with heartbeat(search.storage.storage, trial_id, search.config.heartbeat_interval):
+        with interruptible(), heartbeat(search.storage.storage, trial_id, search.config.heartbeat_interval):
             value = float(objective(context))
         outcome = "complete"
         study.tell(trial, value)
@@ -189,18 +209,30 @@ def run_trial(search: Search, objective: Objective, trial: optuna.trial.Trial, t
         trial.set_user_attr("lama.pruned", str(reason) or "pruned")
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     except BaseException as error:
-        trial.set_user_attr("lama.error", f"{type(error).__name__}: {error}"[:1000])
+        reason = f"{type(error).__name__}: {error}"[:1000]
+        trial.set_user_attr(ERROR, reason)
+        if isinstance(error, ENVIRONMENT):
+            outcome = "interrupted"
+            trial.set_user_attr(TRANSIENT, True)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        if isinstance(error, FATAL):
+        if outcome == "interrupted":
+            log.warning("trial %s #%d interrupted (%s); it runs again when the search resumes", stage_id.label,
+                        trial.number, reason)
             raise
-        log.warning("trial %s #%d failed (%s: %s); it will be retried", stage_id.label, trial.number,
-                    type(error).__name__, error)
+        given_up = search.storage.given_up(stage_id).get(key)
+        if given_up is None:
+            log.warning("trial %s #%d failed (%s); it will be retried", stage_id.label, trial.number, reason)
+        else:
+            log.error("trial %s #%d failed (%s); setting %s is given up after %d failures", stage_id.label,
+                      trial.number, reason, key, given_up.failures)
     finally:
         if search.tracking is not None:
-            search.tracking.record_trial(context.run_id, f"{search.name}/{stage_id.label}/{trial.number}", tags,
-                                         {name: weights[name] for name in COORDINATES}, outcome, value,
-                                         search.config.metric if search.config.objective == "training"
-                                         else "closed-form")
+            # After a stop signal, a second one may cut the MLflow bookkeeping short; the storage has the outcome.
+            with interruptible(check_first=False) if outcome == "interrupted" else nullcontext():
+                search.tracking.record_trial(context.run_id, f"{search.name}/{stage_id.label}/{trial.number}",
+                                             tags, {name: weights[name] for name in COORDINATES}, outcome, value,
+                                             search.config.metric if search.config.objective == "training"
+                                             else "closed-form")
     log.info("trial %s #%d: %s%s", stage_id.label, trial.number, outcome,
              f" {value:.6g}" if value is not None else "")
 

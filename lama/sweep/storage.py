@@ -5,7 +5,14 @@ Claiming a setting is creating a RUNNING trial that carries it: Optuna creates t
 trial a worker reads the study again and gives way to an earlier live trial of the same setting, so two workers
 never both evaluate one setting (``study.enqueue_trial`` and ``GridSampler`` do not promise that under
 concurrency). Running trials send heartbeats; a trial whose worker died is failed after ``grace_period`` and its
-setting is claimed again, up to ``max_retries`` times.
+setting is claimed again.
+
+A failed trial counts against its setting, which is given up after ``max_retries`` retries (the results name it
+with its last error), unless the failure was the environment's: a stop signal, missing data or weights, a bad
+configuration (see ``ENVIRONMENT`` in :mod:`lama.sweep.search`). Optuna has no state for such a trial, so it is
+stored FAIL with the user attribute ``lama.transient`` set; the tally skips it, and the setting is claimed again
+as if that trial had never run. A trial whose worker died without a word (a SIGKILL, the OOM killer) does count:
+the setting itself may be what kills its workers.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -23,6 +31,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from lama.sweep.config import COORDINATES
+from lama.sweep.interrupt import interruptible, protected
 from lama.sweep.plan import Outcomes, Stage, StageId, Weights, setting_key
 from lama.train.config import ConfigError, first_difference
 
@@ -31,6 +40,8 @@ log = logging.getLogger(__name__)
 RECORD = "lama.sweep"  # the root study's user attribute holding the search's definition
 PARENT_RUN = "lama.sweep.parent_run"
 KEY, WORKER, DUPLICATE, ERROR = "lama.setting", "lama.worker", "lama.duplicate", "lama.error"
+TRANSIENT = "lama.transient"  # the trial was stopped by its environment: it does not count against its setting
+SILENT_DEATH = "its worker stopped sending heartbeats"  # the error of a stale trial, which has none of its own
 # The weights as trial params, so optuna-dashboard and Optuna's plots show them.
 WEIGHT_DISTRIBUTION = FloatDistribution(0.0, 1e12)
 
@@ -62,14 +73,24 @@ def redact(url: str) -> str:
         return url
 
 
+@dataclass(frozen=True)
+class GivenUp:
+    """A setting that failed more than ``max_retries`` times: how often, and its last error."""
+
+    failures: int
+    error: str
+
+
 class _Tally:
-    """A stage's trials by setting: the ended ones (value, None when pruned), the running ones, the failure counts.
-    Trials that gave way to an earlier claim of their setting do not count."""
+    """A stage's trials by setting: the ended ones (value, None when pruned), the running ones, the failure counts
+    and last errors. Trials that gave way to an earlier claim of their setting, and trials stopped by their
+    environment, do not count."""
 
     def __init__(self, trials: list[FrozenTrial]) -> None:
         self.ended: Outcomes = {}
         self.running: set[str] = set()
         self.failures: dict[str, int] = {}
+        self.errors: dict[str, str] = {}
         for trial in trials:
             key = trial.user_attrs.get(KEY)
             if key is None or trial.user_attrs.get(DUPLICATE):
@@ -78,10 +99,15 @@ class _Tally:
                 self.ended[key] = trial.value
             elif trial.state == TrialState.PRUNED:
                 self.ended.setdefault(key, None)
-            elif trial.state == TrialState.FAIL:
+            elif trial.state == TrialState.FAIL and not trial.user_attrs.get(TRANSIENT):
                 self.failures[key] = self.failures.get(key, 0) + 1
+                self.errors[key] = trial.user_attrs.get(ERROR, SILENT_DEATH)
             elif trial.state == TrialState.RUNNING:
                 self.running.add(key)
+
+    def given_up(self, max_retries: int) -> dict[str, GivenUp]:
+        return {key: GivenUp(count, self.errors[key]) for key, count in self.failures.items()
+                if key not in self.ended and key not in self.running and count > max_retries}
 
 
 class SearchStorage:
@@ -96,18 +122,20 @@ class SearchStorage:
     # -- the root study: the search's definition --
 
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Create the search, or return the stored definition when it exists with the same identity."""
-        try:
-            study = optuna.create_study(storage=self.storage, study_name=self.name)
-        except optuna.exceptions.DuplicatedStudyError:
-            stored = self.wait_for_record(timeout=60)
-            if stored["identity"] != record["identity"]:
-                key, old, new = first_difference(stored["identity"], record["identity"])
-                raise ConfigError(f"search {self.name!r} in {redact(self.storage.url)} was started with other "
-                                  f"settings ({key}: {old!r} stored, {new!r} now); choose another sweep.name or "
-                                  "leave it null") from None
-            return stored
-        study.set_user_attr(RECORD, record)
+        """Create the search, or return the stored definition when it exists with the same identity. A stop
+        signal does not come between the study and its definition: a study without one could not be resumed."""
+        with protected():
+            try:
+                study = optuna.create_study(storage=self.storage, study_name=self.name)
+            except optuna.exceptions.DuplicatedStudyError:
+                stored = self.wait_for_record(timeout=60)
+                if stored["identity"] != record["identity"]:
+                    key, old, new = first_difference(stored["identity"], record["identity"])
+                    raise ConfigError(f"search {self.name!r} in {redact(self.storage.url)} was started with other "
+                                      f"settings ({key}: {old!r} stored, {new!r} now); choose another sweep.name or "
+                                      "leave it null") from None
+                return stored
+            study.set_user_attr(RECORD, record)
         return record
 
     def record(self) -> dict[str, Any] | None:
@@ -126,7 +154,8 @@ class SearchStorage:
             if time.monotonic() > deadline:
                 raise ConfigError(f"no search named {self.name!r} in {redact(self.storage.url)} after {timeout:.0f} s;"
                                   " start it with 'lama sweep' (workers join with --worker)")
-            time.sleep(poll)
+            with interruptible():
+                time.sleep(poll)
 
     def set_parent_run(self, run_id: str) -> None:
         optuna.load_study(study_name=self.name, storage=self.storage).set_user_attr(PARENT_RUN, run_id)
@@ -158,20 +187,22 @@ class SearchStorage:
         return [] if study is None else study.get_trials(deepcopy=False)
 
     def outcomes(self, stage: StageId) -> Outcomes:
-        """The settings of ``stage`` that ended: their value, or None when pruned or failed too often."""
+        """The settings of ``stage`` that ended: their value, or None when pruned or given up."""
         tally = _Tally(self.trials(stage))
-        given_up = {key: None for key, count in tally.failures.items()
-                    if key not in tally.ended and key not in tally.running and count > self.max_retries}
-        return {**tally.ended, **given_up}
+        return {**tally.ended, **dict.fromkeys(tally.given_up(self.max_retries))}
+
+    def given_up(self, stage: StageId) -> dict[str, GivenUp]:
+        """The settings of ``stage`` that failed more than ``max_retries`` times."""
+        return _Tally(self.trials(stage)).given_up(self.max_retries)
 
     def claim(self, stage: Stage, worker: str) -> tuple[optuna.trial.Trial, int] | None:
         """A RUNNING trial (and its id) for a setting of ``stage`` that nobody evaluates; None when none is free."""
         study = self.study(stage.id)
         optuna.storages.fail_stale_trials(study)
         tally = _Tally(study.get_trials(deepcopy=False))
+        given_up = tally.given_up(self.max_retries)
         free = [weights for weights in stage.todo if setting_key(weights) not in tally.ended
-                and setting_key(weights) not in tally.running
-                and tally.failures.get(setting_key(weights), 0) <= self.max_retries]
+                and setting_key(weights) not in tally.running and setting_key(weights) not in given_up]
         if not free:
             return None
         weights = free[0]

@@ -17,7 +17,8 @@ from lama.tracking import _client, _experiment_id, _now_ms, flatten_config
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
-STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+# A trial's outcome as the status of its run; "interrupted": stopped by its environment, it runs again later.
+STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
 class SweepTracking:
@@ -37,7 +38,8 @@ class SweepTracking:
     def record_trial(self, run_id: str | None, run_name: str, tags: Mapping[str, str], weights: Mapping[str, float],
                      outcome: str, value: float | None, objective_name: str) -> str | None:
         """Log a trial into its child run (the training's, or a new one); a failure to log is only a warning, the
-        trial's result is in the Optuna storage either way."""
+        trial's result is in the Optuna storage either way. The search ends the runs it made, and an interrupted
+        training's run too (a signal may have come before the training could end it)."""
         try:
             if run_id is None:
                 experiment_id = _experiment_id(self.client, self.experiment, self.uri)
@@ -48,7 +50,7 @@ class SweepTracking:
             metrics = {"objective": value} if value is not None else {}
             self._log(run_id, params={name: repr(float(v)) for name, v in weights.items()}, metrics=metrics,
                       tags={**tags, "sweep.outcome": outcome, "sweep.objective": objective_name})
-            if owned:
+            if owned or outcome == "interrupted":
                 self.client.set_terminated(run_id, STATUS[outcome])
         except Exception as error:  # MLflow is the comparison view; the storage is the record
             log.warning("logging trial %s to MLflow at %s failed: %s", run_name, self.uri, error)
@@ -70,6 +72,13 @@ class SweepTracking:
         if artifacts is not None:
             self.client.log_artifacts(run_id, artifacts)
         self.client.set_terminated(run_id, "FINISHED")
+
+    def end_parent(self, run_id: str, status: str) -> None:
+        """End the parent run of a search that stopped before its end (KILLED, FAILED); resuming reopens it."""
+        try:
+            self.client.set_terminated(run_id, status)
+        except Exception as error:  # the search's own error, not MLflow's, is what the user must see
+            log.warning("ending the search's MLflow run %s at %s failed: %s", run_id, self.uri, error)
 
     def _log(self, run_id: str, params: Mapping[str, str] | None = None, metrics: Mapping[str, float] | None = None,
              tags: Mapping[str, str] | None = None) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 1 a loss went non-finite, 2 bad config or input, 128 + signal when interrupted (saved)."""
+    from lama.signals import Interrupted, stop_signals_raise
     from lama.train import ConfigError, NonFiniteLossError, load_config, train
 
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -16,8 +17,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lama").setLevel(logging.INFO)
     try:
-        config = load_config(path, arguments)
-        result = train(config)
+        # The loop takes stop signals itself (it saves, then returns); this covers the setup around it.
+        with stop_signals_raise():
+            config = load_config(path, arguments)
+            result = train(config)
+    except Interrupted as stop:
+        print(f"lama train: interrupted by {stop.name}; the states saved so far are kept; rerun to continue from "
+              "the last one", file=sys.stderr)
+        return stop.exit_code
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"lama train: {error}", file=sys.stderr)
         return 2

@@ -19,7 +19,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lama.data.loader import LoaderConfig
 from lama.losses.total import LossConfig
-from lama.models.generators import generator_config
+from lama.models.generators import (
+    IMAGE_CHANNELS,
+    MASKED_INPUT_CHANNELS,
+    effective_config,
+    generator_config,
+    input_size_rule,
+)
+from lama.safe_yaml import YamlFileError, read_omegaconf
 
 RESUME_MODES = ("auto", "never", "same-config")
 PRECISIONS = ("auto", "no", "bf16")
@@ -49,6 +56,9 @@ class DiscriminatorConfig:
         for key in ("input_nc", "ndf", "n_layers"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"discriminator.{key}={getattr(self, key)}: expected a positive integer")
+        if self.input_nc != IMAGE_CHANNELS:
+            raise ConfigError(f"discriminator.input_nc={self.input_nc}: expected {IMAGE_CHANNELS}, the RGB images it "
+                              "judges")
 
 
 @dataclass
@@ -88,10 +98,26 @@ class DataConfig:
             raise ConfigError(f"data.val_batch_size={self.val_batch_size}: expected a positive integer")
         if self.val_limit is not None and self.val_limit < 2:
             raise ConfigError(f"data.val_limit={self.val_limit}: expected null or >= 2 (FID needs two images)")
+        self._check_crop_for_augment()
         try:
             self.loader.validate()
         except ValueError as error:
             raise ConfigError(f"data.loader.{error}") from None
+        crop = self.loader.crop_size
+        try:
+            self.loader.mask_generator().check_size(crop, crop)
+        except ValueError as error:
+            raise ConfigError(f"data.loader.crop_size={crop}: too small for data.loader.masks={self.loader.masks} "
+                              f"(scale_masks={str(self.loader.scale_masks).lower()}): {error}") from None
+
+    def _check_crop_for_augment(self) -> None:
+        """The crop against the augmentation, named by the loader's keys (the loader's own check names
+        AugmentConfig's); a crop that is no positive int is left to the loader's check."""
+        loader, augment = self.loader, self.loader.augment_config
+        if isinstance(loader.crop_size, int) and 1 <= loader.crop_size < augment.min_crop_size:
+            raise ConfigError(f"data.loader.crop_size={loader.crop_size}: expected >= {augment.min_crop_size} with "
+                              f"data.loader.augment={loader.augment}: its CLAHE cuts the crop into "
+                              f"{augment.clahe_grid}x{augment.clahe_grid} tiles")
 
 
 @dataclass
@@ -165,7 +191,21 @@ class RunConfig:
         try:
             self.generator = generator_config(section)
         except ValueError as error:
-            raise ConfigError(f"generator: {error}") from None
+            message = str(error)
+            raise ConfigError(message if message.startswith("generator") else f"generator: {message}") from None
+        built = effective_config(self.generator)
+        multiple, minimum = input_size_rule(self.generator)
+        channels = {"input_nc": (MASKED_INPUT_CHANNELS, "the image with its holes zeroed, then the mask"),
+                    "output_nc": (IMAGE_CHANNELS, "the RGB prediction")}
+        for key, (expected, why) in channels.items():
+            if built[key] != expected:
+                raise ConfigError(f"generator.{key}={built[key]!r}: expected {expected}, {why}")
+        crop = self.data.loader.crop_size
+        if crop % multiple or crop < minimum:
+            raise ConfigError(
+                f"data.loader.crop_size={crop}: expected a multiple of {multiple} that is >= {minimum}, the sizes "
+                f"the generator ({built['kind']}, n_downsampling={built['n_downsampling']}) maps onto themselves"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers, as written to config.yaml and logged as params."""
@@ -221,9 +261,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            layers.append(OmegaConf.load(path))
-        except Exception as error:  # yaml's scanner/parser errors have no common base worth naming
-            raise ConfigError(f"{path}: not a valid YAML config ({str(error).splitlines()[0]})") from None
+            layers.append(read_omegaconf(path))
+        except YamlFileError as error:
+            raise ConfigError(str(error)) from None
     try:
         layers.append(parse_overrides(overrides))
         merged = OmegaConf.merge(*layers)

@@ -19,8 +19,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from lama.data.loader import TrainLoader
 from lama.eval.metrics import ValidationMetrics, labelled_name
 from lama.files import atomic_write, write_image
 from lama.models.model_dir import save_model_dir
+from lama.safe_yaml import read_yaml
+from lama.signals import stop_requests
 from lama.tracking import TRACKING_REFERENCE, Tracker, run_tags
 from lama.train.config import MAXIMISED, ConfigError, RunConfig, config_difference
 from lama.train.state import StateStore, TrainProgress
@@ -42,8 +43,6 @@ from lama.train.step import GanStep
 from lama.train.validation import ValidationSet, sample_grid, validate
 
 log = logging.getLogger(__name__)
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -110,28 +109,6 @@ def check_replicas(accelerator: Accelerator, module: torch.nn.Module, what: str)
                            "gradients (on CPU it needs Accelerator(cpu=True) or ACCELERATE_USE_CPU=true)")
 
 
-@contextmanager
-def stop_requests() -> Iterator[dict[str, int]]:
-    """SIGINT/SIGTERM set a flag instead of killing the process, so the loop can save before it exits."""
-    received: dict[str, int] = {}
-
-    def handler(signum: int, _frame: Any) -> None:
-        received["signal"] = signum
-        log.warning("received %s: saving the state after this step", signal.Signals(signum).name)
-
-    previous = {}
-    for sig in STOP_SIGNALS:
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: no handlers, the default behaviour stays
-            break
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 class LogWindow:
     """The loss terms of the steps since the last log line: their means (each over the steps that had it: the
     per-term output gradients are measured on logged steps only) and, for the gradient norms before clipping, also
@@ -180,7 +157,6 @@ class TrainingRun:
         self.step_fn = GanStep.build(config, accelerator, self.autocast_dtype)
         self.loss, self.generator, self.discriminator = self.step_fn.loss, self.step_fn.generator, \
             self.step_fn.discriminator
-        accelerator.register_for_checkpointing(self.progress)
         self.val_set = None
         self.metrics = None
         if config.data.val is not None:
@@ -210,7 +186,7 @@ class TrainingRun:
         source = latest if setting == "auto" else Path(setting)
         if source is None:
             return
-        self.accelerator.load_state(str(source))
+        self.store.load(self.accelerator, source, self.progress)
         log.info("resumed from %s at step %d", source, self.progress.step)
 
     def _clear_if_config_changed(self) -> None:
@@ -219,7 +195,7 @@ class TrainingRun:
         Keys that may change across a resume (the length, the logging cadence, tracking) do not count."""
         saved = self.out_dir / "train_config.yaml"
         if self.accelerator.is_main_process and saved.is_file():
-            difference = config_difference(yaml.safe_load(saved.read_text()) or {}, self.config.to_dict())
+            difference = config_difference(read_yaml(saved) or {}, self.config.to_dict())
             if difference is not None:
                 log.warning("%s holds a run of another config (%s); starting over", self.out_dir, difference)
                 shutil.rmtree(self.out_dir)
@@ -358,7 +334,7 @@ class TrainingRun:
         check_replicas(accelerator, self.generator, "generator")
         check_replicas(accelerator, self.discriminator, "discriminator")
         self.progress.loader_positions = gather_object([self.loader.state_dict()])
-        self.store.save(accelerator, step)
+        self.store.save(accelerator, step, self.progress)
         if accelerator.is_main_process:
             self._write_model("last.ckpt", step)
             if self.val_set is None:  # no scores to choose by: the newest model is the one to use

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import webdataset as wds
 from PIL import Image
@@ -22,6 +23,7 @@ from lama.data import prepare as prepare_module
 from lama.data.embedded import PHOTOS
 from lama.data.prepare import JOURNAL, PrepareConfig, prepare
 from lama.data.sources import image_key
+from tests.conftest import REPO
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -66,7 +68,7 @@ def messy_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "truncated.jpg").write_bytes(_jpeg(_smooth(300, 400, 16))[:3000])
     (root / "small.jpg").write_bytes(_jpeg(_smooth(100, 400, 17)))
     (root / "text.png").write_bytes(b"this is not an image")
-    (root / "notes.txt").write_text("not listed: wrong extension")
+    (root / "notes.txt").write_text("not an image file: listed as skipped")
     return root
 
 
@@ -114,15 +116,16 @@ def test_folder_source_converts_skips_and_lists_every_problem(messy_folder: Path
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     skipped = [line.split("\t") for line in (tmp_path / "a" / "skipped.tsv").read_text().splitlines()[1:]]
     reasons = {Path(origin).name: reason for _, origin, reason in skipped}
-    assert set(reasons) == {"truncated.jpg", "small.jpg", "text.png"}
+    assert set(reasons) == {"truncated.jpg", "small.jpg", "text.png", "notes.txt"}
     assert reasons["text.png"] == "not an image"
     assert reasons["truncated.jpg"].startswith("corrupt or truncated")
     assert reasons["small.jpg"] == "too small: 400x100, short side below 256"
     converted = [line.split("\t") for line in (tmp_path / "a" / "converted.tsv").read_text().splitlines()[1:]]
     assert {Path(origin).name: mode for _, origin, mode in converted} == {
         "grey.png": "L", "rgba.png": "RGBA", "cmyk.jpg": "CMYK", "deep.png": "I;16"}
-    assert summary.skipped == 3 and summary.converted == 4
-    assert summary.train + summary.val + summary.test + summary.skipped == 16  # every file accounted for
+    assert reasons["notes.txt"].startswith("not an image file: extension .txt is not one of .bmp, .jpeg, .jpg")
+    assert summary.skipped == 4 and summary.converted == 4
+    assert summary.train + summary.val + summary.test + summary.skipped == 17  # every file accounted for
 
 
 def test_shard_samples_carry_key_source_and_size(messy_folder: Path, tmp_path: Path) -> None:
@@ -325,3 +328,59 @@ def test_images_outside_the_split_folders_are_reported(tmp_path: Path) -> None:
                       progress=False)
     assert (summary.train, summary.val, summary.test, summary.skipped) == (3, 0, 2, 1)
     assert "stray.jpg\toutside train/, val/ and test/" in (tmp_path / "out" / "skipped.tsv").read_text()
+
+
+def test_a_sigkilled_parallel_run_leaves_no_worker_running(messy_folder: Path, tmp_path: Path) -> None:
+    """Pool workers die with their parent, rather than wait on its task queue for ever."""
+    config = _folder_config(messy_folder, shard_size=1)
+    out = tmp_path / "out"
+    child = (
+        "import time\n"
+        "from lama.data import prepare as module\n"
+        "real = module.run_unit\n"
+        "def slow(unit, tick=None):\n"
+        "    time.sleep(0.5)\n"
+        "    return real(unit, tick)\n"
+        "module.run_unit = slow\n"
+        f"module.prepare(module.PrepareConfig(**{json.dumps(config.__dict__)!s}), {str(out)!r}, n_jobs=2, "
+        "progress=False)\n"
+    ).replace("null", "None")
+    process = subprocess.Popen([sys.executable, "-c", child], cwd=REPO, start_new_session=True)
+    journal = out / JOURNAL
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not journal.is_file() or len(journal.read_text().splitlines()) < 2):
+        time.sleep(0.02)
+    workers = psutil.Process(process.pid).children()
+    assert len(workers) == 2
+    process.kill()
+    process.wait()
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    for worker in alive:
+        worker.kill()
+    assert not alive, f"workers {[worker.pid for worker in alive]} outlived their parent"
+
+
+def test_skipped_lists_broken_and_looping_links_and_files_that_are_not_images(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "train").mkdir(parents=True)
+    (source / "test").mkdir()
+    for split, count in (("train", 3), ("test", 1)):
+        for index in range(count):
+            (source / split / f"{index}.jpg").write_bytes(_jpeg(_smooth(300, 300, index)))
+    (source / "train" / "gone.jpg").symlink_to(source / "train" / "deleted.jpg")
+    (source / "train" / "loop.jpg").symlink_to(source / "train" / "loop.jpg")
+    (source / "test" / "labels.csv").write_text("0,sky\n")
+    (source / "LICENSE").write_text("CC-BY")
+    (source / "more").symlink_to(tmp_path, target_is_directory=True)
+    summary = prepare(_folder_config(source, val_count=None, test_count=None), tmp_path / "out", progress=False)
+    assert (summary.train, summary.test, summary.skipped) == (3, 1, 5)
+    rows = [line.split("\t") for line in (tmp_path / "out" / "skipped.tsv").read_text().splitlines()[1:]]
+    extensions = ".bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp"
+    assert sorted(rows) == sorted([
+        ["train", str(source / "train" / "gone.jpg"),
+         f"broken link: its target {source / 'train' / 'deleted.jpg'} does not exist"],
+        ["train", str(source / "train" / "loop.jpg"), "link loop: following it never reaches a file"],
+        ["test", str(source / "test" / "labels.csv"), f"not an image file: extension .csv is not one of {extensions}"],
+        ["-", str(source / "LICENSE"), f"not an image file: extension (none) is not one of {extensions}"],
+        ["-", str(source / "more"), "link to a folder: not followed"],
+    ])

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,20 @@ from PIL import Image
 from lama.cli import main
 from lama.masks import build_eval_mask_set, eval_set_config
 from lama.masks.eval_set import JOURNAL, MANIFEST, _Job, propose_square_crop, read_rgb, resize_short_side
+from tests.conftest import REPO
+
+# `lama masks` whose images take 0.2 s each, so that a signal lands mid-run (worker processes inherit the patch).
+SLOW_MASKS = (
+    "import sys, time\n"
+    "from lama.masks.eval_set import _Job\n"
+    "original = _Job.__call__\n"
+    "def slow(job, source):\n"
+    "    time.sleep(0.2)\n"
+    "    return original(job, source)\n"
+    "_Job.__call__ = slow\n"
+    "from lama.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 
 
 def _write_images(folder: Path) -> Path:
@@ -22,7 +42,7 @@ def _write_images(folder: Path) -> Path:
                                   "small.png": (100, 140), "b.jpeg": (260, 270)}.items():
         Image.fromarray((rng.rand(height, width, 3) * 255).astype(np.uint8)).save(folder / name)
     (folder / "broken.png").write_bytes(b"not an image")
-    (folder / "notes.txt").write_text("ignored")
+    (folder / "notes.txt").write_text("not an image: listed as dropped")
     return folder
 
 
@@ -38,7 +58,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_builds_pairs_in_the_official_layout(images: Path, tmp_path: Path) -> None:
     summary = build_eval_mask_set("thick_256", images, tmp_path, progress=False)
     assert (summary.images, summary.pairs) == (6, 5)
-    assert list(summary.dropped) == ["broken.png"] and summary.dropped["broken.png"].startswith("unreadable: ")
+    assert sorted(summary.dropped) == ["broken.png", "notes.txt"]
+    assert summary.dropped["broken.png"].startswith("unreadable: ")
+    assert summary.dropped["notes.txt"] == "not an image file: extension .txt is not one of .jpeg, .jpg, .png"
     names = set(_files(tmp_path))
     for stem in ("wide", "nested/tall", "square", "small", "b"):
         assert {f"{stem}_crop000.png", f"{stem}_crop000_mask000.png"} <= names
@@ -118,16 +140,16 @@ def test_retries_keep_images_whose_first_candidates_are_all_too_large(tmp_path: 
 def test_dropped_images_are_listed_with_their_reason(images: Path, tmp_path: Path) -> None:
     strict = dataclasses.replace(eval_set_config("thick_256"), max_tamper_area=1e-6, attempts=2)
     summary = build_eval_mask_set(strict, images, tmp_path / "strict", progress=False)
-    assert summary.pairs == 0 and len(summary.dropped) == 6
+    assert summary.pairs == 0 and len(summary.dropped) == 7
     assert summary.dropped["wide.png"] == (
         "no acceptable mask: every candidate covered more than 1e-06 of the image (2 attempts)")
-    assert "dropped 6: 5 no acceptable mask; 1 unreadable" in str(summary)
+    assert "dropped 7: 5 no acceptable mask; 1 not an image file; 1 unreadable" in str(summary)
     small = dataclasses.replace(eval_set_config("thin_256"), handle_small_mode="drop")
     summary = build_eval_mask_set(small, images, tmp_path / "small", progress=False)
     assert summary.dropped["small.png"].startswith("too small: short side under 256 px")
     assert summary.pairs == 4
     recorded = json.loads((tmp_path / "small" / MANIFEST).read_text())["summary"]["dropped"]
-    assert set(recorded) == {"small.png", "broken.png"}
+    assert set(recorded) == {"small.png", "broken.png", "notes.txt"}
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
@@ -188,7 +210,7 @@ def test_square_crop_on_a_wide_image_keeps_the_mask_end_inside() -> None:
 
 def test_cli_reports_and_exits_cleanly(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["masks", "thin_256", str(images), str(tmp_path / "out"), "-q", "--n-jobs", "2"]) == 0
-    assert "5 pairs from 6 images; dropped 1: 1 unreadable" in capsys.readouterr().err
+    assert "5 pairs from 6 images; dropped 2: 1 not an image file; 1 unreadable" in capsys.readouterr().err
     assert main(["masks", "wide_300", str(images), str(tmp_path / "x"), "-q"]) == 2
     assert "unknown eval mask config 'wide_300'" in capsys.readouterr().err
     assert main(["masks", "thin_256", str(tmp_path / "missing"), str(tmp_path / "x"), "-q"]) == 2
@@ -211,3 +233,88 @@ def test_mask_sets_for_other_sizes_scale_the_official_lengths() -> None:
     for name in ("wide_512", "thick_", "thick_x", "thick_16"):
         with pytest.raises(KeyError):
             eval_set_config(name)
+
+
+def _grey_images(folder: Path, count: int) -> Path:
+    folder.mkdir(parents=True)
+    for index in range(count):
+        Image.new("RGB", (256, 256), (index, 2 * index, 3 * index)).save(folder / f"{index:02d}.png")
+    return folder
+
+
+def _journaled(out: Path) -> int:
+    journal = out / JOURNAL
+    return len(journal.read_text().splitlines()) - 1 if journal.is_file() else 0
+
+
+def test_sigterm_to_the_process_group_stops_with_one_line_and_a_rerun_completes(tmp_path: Path) -> None:
+    images, out = _grey_images(tmp_path / "in", 16), tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-c", SLOW_MASKS, "masks", "thin_256", str(images), str(out),
+                                "--n-jobs", "2", "-q"], cwd=REPO, start_new_session=True, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 60
+    while _journaled(out) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGTERM)  # as timeout, Slurm and Kubernetes do: the workers get it too
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert err.splitlines() == [f"lama masks: interrupted by SIGTERM; finished images are journaled in {out}; "
+                                "rerun the same command to continue"]
+    finished = _journaled(out)
+    assert 2 <= finished < 16 and not (out / MANIFEST).exists()
+    assert main(["masks", "thin_256", str(images), str(out), "-q"]) == 0
+    assert json.loads((out / MANIFEST).read_text())["summary"]["pairs"] == 16
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_temporaries_of_a_killed_build_are_removed_by_the_rerun(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_eval_mask_set("thin_256", images, tmp_path / "complete", progress=False)
+    out = tmp_path / "out"
+    original = _Job.__call__
+
+    def interrupted_at_square(job: _Job, source: Path) -> object:
+        if source.name == "square.png":
+            raise KeyboardInterrupt
+        return original(job, source)
+
+    monkeypatch.setattr(_Job, "__call__", interrupted_at_square)
+    with pytest.raises(KeyboardInterrupt):
+        build_eval_mask_set("thin_256", images, out, progress=False)
+    monkeypatch.setattr(_Job, "__call__", original)
+    leftovers = [out / ".square_crop000.png.k1ll3d00.tmp", out / "nested" / ".tall_crop000_mask000.png.0dd5e7.tmp"]
+    for leftover in leftovers:  # what a SIGKILL in the middle of a write leaves
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_bytes(b"half an image")
+    build_eval_mask_set("thin_256", images, out, progress=False)
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert _files(out) == _files(tmp_path / "complete")
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_outputs_honour_the_umask(umask: int, mode: int, images: Path, tmp_path: Path) -> None:
+    previous = os.umask(umask)
+    try:
+        build_eval_mask_set("thin_256", images, tmp_path / "out", progress=False)
+    finally:
+        os.umask(previous)
+    written = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
+    assert len(written) == 11  # five pairs and maskset.json
+    assert {oct(stat.S_IMODE(path.stat().st_mode)) for path in written} == {oct(mode)}
+
+
+def test_broken_and_looping_links_and_other_files_are_listed_as_dropped(tmp_path: Path) -> None:
+    folder = _grey_images(tmp_path / "in", 2)
+    (folder / "gone.png").symlink_to(folder / "deleted.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    (folder / "readme.txt").write_text("about these images")
+    summary = build_eval_mask_set("thin_256", folder, tmp_path / "out", progress=False)
+    assert summary.pairs == 2
+    assert summary.dropped == {
+        "gone.png": f"broken link: its target {folder / 'deleted.png'} does not exist",
+        "loop.png": "link loop: following it never reaches a file",
+        "readme.txt": "not an image file: extension .txt is not one of .jpeg, .jpg, .png",
+    }
+    recorded = json.loads((tmp_path / "out" / MANIFEST).read_text())["summary"]["dropped"]
+    assert recorded == summary.dropped

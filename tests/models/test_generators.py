@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from lama.models import PRESETS, build_generator, count_parameters, generator_config
+from lama.models import (
+    PRESETS,
+    InpaintingModel,
+    ModelDirError,
+    build_generator,
+    count_parameters,
+    generator_config,
+    load_model,
+    save_model_dir,
+)
 from lama.models.ffc import FourierUnit
+from lama.models.generators import input_size_rule
 
 # Official counts (reference §1.1, computed from the official module definitions; the paper rounds them).
 OFFICIAL_PARAMETERS = {
@@ -120,6 +134,12 @@ def test_official_default_options_are_accepted() -> None:
     config = generator_config("lama-regular")
     config.update(conv_kind="default", dilation=1, affine=None)
     assert count_parameters(build_generator(config)) == OFFICIAL_PARAMETERS["lama-regular"]
+    fourier = _section("lama-fourier", **{"resnet_conv_kwargs.gated": False, "init_conv_kwargs.use_se": False})
+    with torch.device("meta"):
+        assert count_parameters(build_generator(fourier)) == OFFICIAL_PARAMETERS["lama-fourier"]
+    dilated = _section("lama-dilated", **{"multidilation_kwargs.equal_dim": True, "multidilation_kwargs.padding": 1})
+    with torch.device("meta"):
+        assert count_parameters(build_generator(dilated)) == OFFICIAL_PARAMETERS["lama-dilated"]
 
 
 def test_omitted_enable_lfu_builds_the_official_local_fourier_unit() -> None:
@@ -138,3 +158,136 @@ def test_omitted_enable_lfu_builds_the_official_local_fourier_unit() -> None:
         spectral.enable_lfu = False
         without = spectral(x)
     assert (with_lfu - without).abs().max() > 1e-2  # the local Fourier unit takes part in the forward pass
+
+
+def _section(name: str = "lama-fourier", **change: object) -> dict:
+    config = generator_config(name)
+    for key, value in change.items():
+        if "." in key:
+            section, leaf = key.split(".")
+            config[section] = {**(config.get(section) or {}), leaf: value}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("lama-fourier", {"ngf": -3}, "generator.ngf=-3: expected a positive integer"),
+        ("lama-fourier", {"ngf": 0}, "generator.ngf=0: expected a positive integer"),
+        ("lama-fourier", {"ngf": 8.5}, "generator.ngf=8.5: expected a positive integer"),
+        ("lama-fourier", {"ngf": "wide"}, "generator.ngf='wide': expected a positive integer"),
+        ("lama-fourier", {"ngf": True}, "generator.ngf=True: expected a positive integer"),
+        ("lama-regular", {"input_nc": 0}, "generator.input_nc=0: expected a positive integer"),
+        ("lama-regular", {"max_features": -1}, "generator.max_features=-1: expected a positive integer"),
+        ("lama-regular", {"ngf": 16, "max_features": 8}, "generator.max_features=8: expected at least ngf (16)"),
+        ("lama-regular", {"n_blocks": -1}, "generator.n_blocks=-1: expected an integer >= 0"),
+        ("lama-dilated", {"n_downsampling": -2}, "generator.n_downsampling=-2: expected an integer >= 0"),
+        ("lama-regular", {"padding_type": "zeros"}, "generator.padding_type='zeros' is not supported"),
+        ("lama-regular", {"add_out_act": "relu"}, "generator.add_out_act='relu': expected one of"),
+        ("lama-fourier", {"resnet_conv_kwargs.ratio_gin": 1.5, "resnet_conv_kwargs.ratio_gout": 1.5},
+         "generator.resnet_conv_kwargs.ratio_gin=1.5: expected a number in [0, 1]"),
+        ("lama-fourier", {"resnet_conv_kwargs.ratio_gout": -0.25},
+         "generator.resnet_conv_kwargs.ratio_gout=-0.25: expected a number in [0, 1]"),
+        ("lama-fourier", {"resnet_conv_kwargs.enable_lfu": "yes"},
+         "generator.resnet_conv_kwargs.enable_lfu='yes': expected true or false"),
+        ("lama-fourier", {"init_conv_kwargs.ratio_gin": 0.5}, "generator.init_conv_kwargs.ratio_gin=0.5"),
+        ("lama-fourier", {"downsample_conv_kwargs.ratio_gin": 0.5}, "generator.downsample_conv_kwargs.ratio_gin=0.5"),
+        ("lama-fourier", {"resnet_conv_kwargs.ratio_gout": 0.5}, "generator.resnet_conv_kwargs.ratio_gout=0.5"),
+        ("lama-fourier", {"ngf": 1, "resnet_conv_kwargs.ratio_gin": 0.125, "resnet_conv_kwargs.ratio_gout": 0.125},
+         "generator.resnet_conv_kwargs.ratio_gout=0.125"),  # 1 global channel of 8: the spectral transform halves it
+        ("lama-fourier", {"ngf": 6, "resnet_conv_kwargs.enable_lfu": True}, "generator.resnet_conv_kwargs.enable_lfu"),
+        ("lama-dilated", {"multidilation_kwargs.comb_mode": "mean"}, "generator.multidilation_kwargs.comb_mode='mean'"),
+        ("lama-dilated", {"multidilation_kwargs.dilation_num": 0},
+         "generator.multidilation_kwargs.dilation_num=0: expected a positive integer"),
+        ("lama-dilated", {"multidilation_kwargs.dilation_num": 3}, "generator.multidilation_kwargs.dilation_num=3"),
+        ("lama-dilated", {"multidilation_kwargs.padding": 2}, "generator.multidilation_kwargs.padding=2"),
+    ],
+)
+def test_a_bad_width_depth_or_ratio_is_refused_before_building_naming_the_key(
+    name: str, change: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        generator_config(_section(name, **change))
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("name", "change"), [
+    ("lama-fourier", {"n_downsampling": 1}),
+    ("lama-fourier", {"n_downsampling": 2, "resnet_conv_kwargs.enable_lfu": True}),
+    ("lama-fourier", {"n_downsampling": 0, "resnet_conv_kwargs.ratio_gin": 0, "resnet_conv_kwargs.ratio_gout": 0}),
+    ("lama-regular", {"n_downsampling": 2}),
+    ("lama-dilated", {"n_downsampling": 1}),
+    ("lama-dilated", {"n_downsampling": 1, "multidilation_kwargs.dilation_num": 2}),
+    ("lama-dilated", {"n_downsampling": 2, "multidilation_kwargs.comb_mode": "sum",
+                      "multidilation_kwargs.dilation_num": 2, "multidilation_kwargs.min_dilation": 2}),
+])
+def test_the_input_size_rule_is_what_the_generator_maps_onto_itself(name: str, change: dict) -> None:
+    config = _section(name, ngf=8, n_blocks=1, **change)
+    multiple, minimum = input_size_rule(config)
+    generator = build_generator(config).eval()
+    for size in range(1, minimum + 2 * multiple + 1):
+        try:
+            with torch.no_grad():
+                works = generator(torch.rand(1, 4, size, size)).shape[-2:] == (size, size)
+        except (RuntimeError, ValueError):
+            works = False
+        assert works == (size % multiple == 0 and size >= minimum), (size, multiple, minimum)
+
+
+def test_every_section_that_passes_the_checks_builds_a_working_generator() -> None:
+    """Random sections around the presets: each one either fails the static checks or builds and runs."""
+    rng = np.random.default_rng(0)
+    ratios = [0, 0.125, 0.25, 0.5, 0.75, 1]
+    outcomes = set()
+    for _ in range(60):
+        name = str(rng.choice(["lama-fourier", "lama-regular", "lama-dilated"]))
+        change = {"ngf": int(rng.integers(1, 13)), "n_downsampling": int(rng.integers(0, 3)), "n_blocks": 1,
+                  "max_features": int(rng.choice([8, 1024]))}
+        if name == "lama-fourier":
+            for section in ("init_conv_kwargs", "downsample_conv_kwargs", "resnet_conv_kwargs"):
+                for leaf in ("ratio_gin", "ratio_gout"):
+                    change[f"{section}.{leaf}"] = float(rng.choice(ratios)) if rng.random() < 0.4 else \
+                        generator_config(name)[section][leaf]
+                change[f"{section}.enable_lfu"] = bool(rng.random() < 0.5)
+        if name == "lama-dilated":
+            change["multidilation_kwargs.dilation_num"] = int(rng.integers(1, 5))
+            change["multidilation_kwargs.comb_mode"] = str(rng.choice(["cat_in", "sum"]))
+        config = _section(name, **change)
+        try:
+            _, minimum = input_size_rule(config)
+        except ValueError:
+            outcomes.add("refused")
+            continue
+        generator = build_generator(config).eval()
+        with torch.no_grad():
+            assert generator(torch.rand(1, 4, minimum, minimum)).shape == (1, 3, minimum, minimum), config
+        outcomes.add("built")
+    assert outcomes == {"refused", "built"}
+
+
+def test_init_model_refuses_a_bad_width_in_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from lama.cli import main
+
+    assert main(["init-model", "lama-fourier", str(tmp_path / "model"), "--ngf", "-3"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "lama init-model: generator.ngf=-3: expected a positive integer"
+    assert main(["init-model", "lama-regular", str(tmp_path / "model"), "--n-blocks", "-1"]) == 2
+    assert "generator.n_blocks=-1" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_model_dir_with_a_bad_width_is_a_model_dir_error_naming_its_config(tmp_path: Path) -> None:
+    config = _section("lama-fourier", ngf=4, n_blocks=1)
+    save_model_dir(InpaintingModel(build_generator(config), config), tmp_path / "model")
+    path = tmp_path / "model" / "config.yaml"
+    written = yaml.safe_load(path.read_text())
+    written["generator"]["ngf"] = -3
+    path.write_text(yaml.safe_dump(written))
+    with pytest.raises(ModelDirError, match=rf"^{re.escape(str(path))}: generator\.ngf=-3: expected a positive integer$"
+                       ) as error:
+        load_model(tmp_path / "model")
+    assert "\n" not in str(error.value)

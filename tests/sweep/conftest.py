@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -13,13 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from lama.sweep.config import SweepConfig
+from lama.signals import STOP_SIGNALS
+from lama.sweep.config import PAPER_WEIGHTS, SweepConfig
+from lama.sweep.storage import DUPLICATE
 
 # A closed-form search small enough for seconds: two coordinates, three points, a beam of one.
 QUICK = {"objective": "closed-form", "coordinates": ["kappa", "gamma"], "grid_points": 3, "beam_width": 1,
          "max_rounds": 3, "steps": 4, "val_every": 2, "pruner": "none", "heartbeat_interval": 1,
          "grace_period": 3, "poll_seconds": 0.2}
 START = {"kappa": 1.0, "alpha": 30.0, "beta": 100.0, "gamma": 0.01}
+OPTIMUM = {**START, "kappa": PAPER_WEIGHTS["kappa"], "gamma": PAPER_WEIGHTS["gamma"]}
 
 
 def quick_config(tmp_path: Path, **values) -> SweepConfig:
@@ -29,6 +33,31 @@ def quick_config(tmp_path: Path, **values) -> SweepConfig:
 
 def quick_base(tmp_path: Path) -> dict:
     return {"loss": dict(START), "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "sweep"}}
+
+
+def storage_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'optuna.db'}"
+
+
+def ended_trials(search) -> list:
+    """The search's finished trials, without the copies a duplicate claim left."""
+    plan = search.plan()
+    return [trial for _, trial in search.storage.all_trials([stage.id for stage in plan.stages])
+            if not trial.user_attrs.get(DUPLICATE)]
+
+
+@pytest.fixture
+def unhandled_signals_fail() -> Iterator[None]:
+    """A stop signal that the code under test leaves to the previous handler fails the test instead of ending
+    pytest (SIGTERM's default) or the whole session (SIGINT's KeyboardInterrupt)."""
+
+    def unhandled(signum: int, _frame: object) -> None:
+        raise AssertionError(f"{signal.Signals(signum).name} reached the handler outside the sweep")
+
+    previous = {sig: signal.signal(sig, unhandled) for sig in STOP_SIGNALS}
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def _postgres_binaries() -> tuple[str, str] | None:

@@ -12,26 +12,13 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from lama.sweep.config import PAPER_WEIGHTS
 from lama.sweep.objective import closed_form
 from lama.sweep.plan import setting_key
 from lama.sweep.results import finish, render_loss_config
 from lama.sweep.search import start_search, work
-from lama.sweep.storage import DUPLICATE, KEY
+from lama.sweep.storage import KEY, TRANSIENT
 from lama.train.config import ConfigError
-from tests.sweep.conftest import START, quick_base, quick_config
-
-OPTIMUM = {**START, "kappa": PAPER_WEIGHTS["kappa"], "gamma": PAPER_WEIGHTS["gamma"]}
-
-
-def storage_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'optuna.db'}"
-
-
-def ended_trials(search) -> list:
-    plan = search.plan()
-    return [trial for _, trial in search.storage.all_trials([stage.id for stage in plan.stages])
-            if not trial.user_attrs.get(DUPLICATE)]
+from tests.sweep.conftest import OPTIMUM, ended_trials, quick_base, quick_config, storage_url
 
 
 def test_search_finds_the_optimum_and_tracks_a_parent_with_a_child_per_trial(tmp_path):
@@ -115,6 +102,7 @@ def test_a_failed_trial_is_retried_and_a_rerun_resumes_without_repeating_finishe
     assert calls[4] == calls[3]  # the failed setting was claimed again at once
     failed = [t for t in ended_trials(search) if t.state == TrialState.FAIL]
     assert [t.user_attrs["lama.error"] for t in failed] == ["RuntimeError: out of memory", "KeyboardInterrupt: "]
+    assert [bool(t.user_attrs.get(TRANSIENT)) for t in failed] == [False, True]  # only the crash counts
 
     resumed = start_search(config, quick_base(tmp_path), "lama", storage_url(tmp_path))
     assert resumed.name == search.name

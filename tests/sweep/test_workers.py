@@ -1,5 +1,5 @@
 """``lama sweep`` processes sharing one storage: two at once (PostgreSQL where a server can be started, else
-SQLite), and one killed with SIGKILL in the middle of a trial, then rerun."""
+SQLite), one killed with SIGKILL in the middle of a trial, then rerun, and one stopped with SIGTERM."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from lama.config import compose_params
 from lama.sweep.config import PAPER_WEIGHTS
-from lama.sweep.storage import DUPLICATE, KEY, WORKER
+from lama.sweep.storage import DUPLICATE, KEY, TRANSIENT, WORKER
 from tests.sweep.conftest import QUICK, START
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,3 +122,48 @@ def test_a_killed_sweep_resumes_and_retries_the_trial_it_was_running(tmp_path, p
             assert [t.value for t in trials if t.number == number and t.user_attrs["lama.stage"] == "r1-kappa"] \
                 == [trial.value]
     assert "best kappa=10,alpha=30,beta=100,gamma=0.001" in again.stderr
+
+
+def wait_for_a_running_trial(process: subprocess.Popen, storage: str, database: Path) -> None:
+    """Until the sweep has completed a trial and is running the next one."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, "the sweep ended before it could be signalled"
+        assert time.monotonic() < deadline, "no trial was running after one completed"
+        states = [t.state for t in finished_trials(storage)] if database.exists() else []
+        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+            return
+        time.sleep(0.1)
+
+
+def test_sigterm_to_the_sweeps_process_group_records_the_trial_interrupted_and_exits_143(tmp_path, params_file):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = sweep_command(params_file, "--storage", storage, "--name", "stopped",
+                            **{"closed_form.seconds_per_step": 0.3})
+    first = subprocess.Popen(command, cwd=tmp_path, env=env(), stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # its own process group, as a scheduler's job
+    wait_for_a_running_trial(first, storage, tmp_path / "optuna.db")
+    os.killpg(first.pid, signal.SIGTERM)
+    err = first.communicate(timeout=120)[1]
+    assert first.returncode == 128 + signal.SIGTERM, err[-2000:]
+    said = [line for line in err.splitlines() if line.startswith("lama sweep:")]
+    assert len(said) == 1 and said[0].startswith("lama sweep: interrupted by SIGTERM;") and "Traceback" not in err
+
+    trials = finished_trials(storage)
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(interrupted) == 1 and interrupted[0].user_attrs[TRANSIENT]
+    assert all(t.datetime_start <= interrupted[0].datetime_start for t in trials)  # no trial started after it
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parent = [run for run in runs if run.info.run_name == "stopped"]
+    assert [run.info.status for run in parent] == ["KILLED"]
+    child = [run for run in runs if run.data.tags.get("optuna.trial") == str(interrupted[0].number)
+             and run.data.tags.get("sweep.stage") == interrupted[0].user_attrs["lama.stage"]]
+    assert [run.info.status for run in child] == ["KILLED"]
+
+    again = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    completed = [t.user_attrs[KEY] for t in finished_trials(storage) if t.state == TrialState.COMPLETE]
+    assert completed.count(interrupted[0].user_attrs[KEY]) == 1 and len(completed) == len(set(completed))
+    assert client.get_run(parent[0].info.run_id).info.status == "FINISHED"

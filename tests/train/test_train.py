@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -39,11 +40,61 @@ from tests.train.plain_loop import plain_step
     ("generator=lama-fourier-huge", "generator: unknown generator 'lama-fourier-huge'"),
     ("generator.n_blocks=2", "generator"),  # a preset name is not a section: the override cannot merge
     ("steps", "'steps': expected key=value"),
+    ("data.loader.crop_size=7", "data.loader.crop_size=7: expected >= 9 with data.loader.augment=distortions"),
+    ("data.loader.crop_size=20", "data.loader.crop_size=20: expected a multiple of 8 that is >= 16"),
+    ("discriminator.input_nc=4", "discriminator.input_nc=4: expected 3"),
+    ("generator=5", "generator=5: expected a preset name or an official generator section"),
 ])
 def test_bad_config_values_fail_with_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         load_config(overrides=[override])
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["generator.ngf=-3"], "generator.ngf=-3: expected a positive integer"),
+    (["generator.n_blocks=1.5"], "generator.n_blocks=1.5: expected an integer >= 0"),
+    (["generator.resnet_conv_kwargs.ratio_gin=2"], "generator.resnet_conv_kwargs.ratio_gin=2: expected a number in"),
+    (["generator.input_nc=3"], "generator.input_nc=3: expected 4, the image with its holes zeroed, then the mask"),
+    (["generator.output_nc=1"], "generator.output_nc=1: expected 3"),
+    (["data.loader.crop_size=36"], "data.loader.crop_size=36: expected a multiple of 8 that is >= 16"),
+    (["generator.n_downsampling=6"], "data.loader.crop_size=64: expected a multiple of 64 that is >= 128"),
+    (["data.loader.crop_size=8", "data.loader.augment=flip"], "data.loader.crop_size=8: expected a multiple of 8 "
+                                                              "that is >= 16"),
+    (["data.loader.crop_size=48", "data.loader.scale_masks=false"],
+     "data.loader.crop_size=48: too small for data.loader.masks=wide (scale_masks=false): wide: box masks"),
+    (["data.loader.crop_size=24", "data.loader.masks=narrow", "data.loader.scale_masks=false"],
+     "data.loader.crop_size=24: too small for data.loader.masks=narrow (scale_masks=false): narrow: box masks"),
+])
+def test_a_crop_or_a_width_the_run_cannot_use_fails_with_the_key(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    base = tiny_config(tmp_path, tmp_path / "run")
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        load_config(base=base, overrides=overrides)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    # The reported failure: CLAHE cannot tile a 7² crop, found in a DataLoader worker after the run had started.
+    (["data.loader.crop_size=7", "data.loader.augment=distortions", "data.loader.num_workers=1"],
+     "lama train: data.loader.crop_size=7: expected >= 9 with data.loader.augment=distortions"),
+    (["data.loader.crop_size=7"], "lama train: data.loader.crop_size=7: expected a multiple of 8 that is >= 16"),
+    (["generator.ngf=-3"], "lama train: generator.ngf=-3: expected a positive integer"),
+])
+def test_lama_train_refuses_a_bad_crop_or_width_before_the_run_starts(
+    tmp_path: Path, embedded_data: Path, capsys: pytest.CaptureFixture, overrides: list[str], message: str
+) -> None:
+    from lama.cli import main
+
+    out_dir = tmp_path / "run"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(embedded_data, out_dir)))
+    assert main(["train", str(config), *overrides]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith(message), error
+    assert not out_dir.exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()  # no MLflow run
 
 
 def test_the_default_config_is_the_official_recipe() -> None:
