@@ -33,19 +33,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lama.baselines import METHODS, classical_model  # noqa: E402
-from lama.config import load_params, run_config  # noqa: E402
 from lama.data.loader import TrainLoader  # noqa: E402
 from lama.data.prepare import PrepareConfig, prepare  # noqa: E402
 from lama.eval.evaluator import EvaluateOptions, evaluate_predictions  # noqa: E402
 from lama.masks import build_eval_mask_set  # noqa: E402
 from lama.masks.configs import eval_set_config  # noqa: E402
+from lama.pipeline.params import load_params, run_config  # noqa: E402
 from lama.predict import ModelOptions, PredictOptions, predict_folder  # noqa: E402
 from lama.train import train  # noqa: E402
 from lama.train.diagnose import overfit_batch  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 OVERFIT_STEPS, CONTROL_STEPS = 100, 40
-PARAMS, RAW = load_params(REPO / "params.yaml")
+PARAMS = load_params(REPO / "params.yaml")
 MASK_SETS, VAL_MASK_SET = tuple(PARAMS.eval.mask_sets), PARAMS.data.val_mask_set  # the sample profile's
 
 
@@ -69,9 +69,9 @@ def peak_memory(device: torch.device) -> float:
 
 def overfit(data: Path, work: Path, precision: str, device: torch.device) -> dict:
     common = ["data.loader.crop_size=64", "data.loader.num_workers=0", f"train.mixed_precision={precision}"]
-    sample = run_config(RAW, "lama", data, None, work / "overfit", common)
+    sample = run_config(PARAMS, "lama", data, None, work / "overfit", common)
     batch = next(iter(TrainLoader(sample.data.train, sample.data.loader, rank=0, world_size=1)))
-    control = run_config(RAW, "lama", data, None, work / "overfit", [
+    control = run_config(PARAMS, "lama", data, None, work / "overfit", [
         *common, "loss.alpha=30", "loss.l1_missing=0", "loss.hrf_weights=stand-in"])
     found = {}
     for name, config, steps in (("sample", sample, OVERFIT_STEPS), ("paper_loss_stand_in", control, CONTROL_STEPS)):
@@ -106,7 +106,7 @@ def sample_run(data: Path, work: Path, precision: str, device: torch.device, ste
     overrides = [f"train.mixed_precision={precision}", "train.progress=false", "tracking.enabled=false"]
     if steps is not None:
         overrides += [f"train.steps={steps}", f"train.val_every={steps}", f"train.save_every={steps}"]
-    config = run_config(RAW, "lama", data, work / "masks" / "val" / VAL_MASK_SET, work / "runs" / tag, overrides)
+    config = run_config(PARAMS, "lama", data, work / "masks" / "val" / VAL_MASK_SET, work / "runs" / tag, overrides)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()

@@ -31,9 +31,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from lama.data.embedded import embedded_splits
-from lama.data.images import resize_short_side
 from lama.data.loader import LoaderConfig, TrainLoader, cut_window
 from lama.data.prepare import PrepareConfig, prepare
+from lama.imageio.images import resize_short_side
 from lama.masks import MaskGenerator
 
 BATCH = 10

@@ -5,7 +5,7 @@ the official discriminator (`NLayerDiscriminator(3, 64, 4)`) and the full loss w
 (its seeded stand-in: the same architecture and cost as the ADE20k encoder), Adam, gradient clipping 1.0.
 
 CPU (always): `GanStep` on `make_accelerator()` with prepared models and optimizers, float32 as the trainer uses on
-CPU, against `plain_step` (tests/train/plain_loop.py), 256², batch 4. Both sides start from the same weights and
+CPU, against `plain_step` (benchmarks/plain_loop.py), 256², batch 4. Both sides start from the same weights and
 get the same batches (uniform random images, `wide` training masks), so they do the same arithmetic; the loss totals
 of each step are compared to show it. Sides alternate step by step (A B, then B A, ...) after two warm-up steps each;
 medians over the rounds, and the spread of the per-round ratio so that noise can be told from cost.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import importlib
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from plain_loop import plain_step  # this folder: a script's own folder is importable
 from torch import nn
 
 from lama.losses.total import LamaLoss, LossConfig
@@ -58,13 +58,6 @@ CPU_WARMUP = 2  # steps per side before timing; the first steps after start-up r
 
 Networks = tuple[nn.Module, nn.Module, LamaLoss]
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[float, float]]
-
-
-def plain_step_function() -> Callable:
-    """`plain_step` from the test suite: the repository root must be importable for `tests.train.plain_loop`."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module("tests.train.plain_loop").plain_step
 
 
 def networks(seed: int = 0) -> Networks:
@@ -105,7 +98,6 @@ def ours(accelerator: Accelerator, nets: Networks, autocast_dtype: torch.dtype |
 
 
 def plain(device: torch.device, nets: Networks) -> Step:
-    plain_step = plain_step_function()
     generator, discriminator, loss = (copy.deepcopy(module).to(device) for module in nets)
     optimizers = adam(generator, discriminator)
     return lambda image, mask: plain_step(generator, discriminator, loss, *optimizers, image, mask, GRAD_CLIP)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from lama.config import ConfigError
+
 CLASSICAL_PREFIX = "classical:"
 TELEA, NAVIER_STOKES, MEAN_FILL = "telea", "navier-stokes", "mean-fill"
 METHODS = (MEAN_FILL, TELEA, NAVIER_STOKES)
@@ -42,7 +44,7 @@ def classical_model(method: str) -> str:
 def check_radius(radius: int) -> None:
     """A one-line error for a neighbourhood that is not a positive number of pixels."""
     if radius < 1:
-        raise ValueError(f"classical_radius={radius}: expected a positive number of pixels")
+        raise ConfigError(f"classical_radius={radius}: expected a positive number of pixels")
 
 
 def classical_fill(image: np.ndarray, hole: np.ndarray, method: str, radius: int = DEFAULT_RADIUS) -> np.ndarray:

@@ -8,13 +8,18 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from lama.baselines import DEFAULT_RADIUS, METHODS, TELEA, classical_model
+from lama.config import ConfigError, build
+from lama.data.prepare import SOURCES, PrepareConfig
+from lama.eval.evaluator import EvaluateOptions
+from lama.eval.fid import FID_METHODS
+from lama.imageio.eval_layout import InputError
+from lama.imageio.images import IMAGE_FORMATS
 from lama.masks.eval_set import DEFAULT_EXTENSIONS
-from lama.predict import InputError, PredictOptions, predict_folder
+from lama.models.inference import PRECISIONS
+from lama.predict import PredictOptions, predict_folder
 from lama.signals import Interrupted, stop_signals_raise
+from lama.stand_in import WEIGHT_MODES
 
 PREDICT_EPILOG = f"""\
 Arguments are MODEL_DIR INPUT_DIR OUTPUT_DIR, official-style key=value overrides, or both:
@@ -40,19 +45,11 @@ def parse_predict_options(args: argparse.Namespace) -> PredictOptions:
     for flag, key in (("device", "device"), ("precision", "precision"), ("checkpoint", "model.checkpoint")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
-    schema = OmegaConf.structured(PredictOptions)
     try:
-        config = OmegaConf.merge(schema, OmegaConf.from_dotlist(overrides))
-    except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None)
-        message = str(getattr(error, "msg", None) or error).splitlines()[0]
-        raise ValueError(f"{key}: {message}" if key else message) from error
-    missing = sorted(OmegaConf.missing_keys(config))
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}; see 'lama predict --help'")
-    options = OmegaConf.to_object(config)
-    options.validate()
-    return options
+        return build(PredictOptions, overrides=overrides)
+    except ConfigError as error:
+        hint = "; see 'lama predict --help'" if str(error).startswith("missing ") else ""
+        raise ConfigError(f"{error}{hint}") from None
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -110,20 +107,23 @@ def run_masks(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from lama.data.prepare import PrepareConfig, prepare
+    from lama.data.prepare import prepare
 
-    sizes = [int(size) for size in args.eval_sizes.split(",")] if args.eval_sizes else [512, 256]
-    config = PrepareConfig(
-        source=args.source, root=args.root, seed=args.seed, train_count=args.train_count, val_count=args.val_count,
-        test_count=args.test_count, size=args.size, min_size=args.min_size, image_format=args.format,
-        quality=args.quality, shard_size=args.shard_size, eval_sizes=sizes,
-    )
-    return run_job("prepare", args.outdir, lambda: prepare(config, args.outdir, n_jobs=args.n_jobs,
-                                                          progress=not args.quiet))
+    def job() -> object:
+        given = {"source": args.source, "root": args.root, "seed": args.seed, "train_count": args.train_count,
+                 "val_count": args.val_count, "test_count": args.test_count, "size": args.size,
+                 "min_size": args.min_size, "image_format": args.format, "quality": args.quality,
+                 "shard_size": args.shard_size}
+        if args.eval_sizes:
+            given["eval_sizes"] = [int(size) for size in args.eval_sizes.split(",")]
+        config = PrepareConfig(**{key: value for key, value in given.items() if value is not None})
+        return prepare(config, args.outdir, n_jobs=args.n_jobs, progress=not args.quiet)
+
+    return run_job("prepare", args.outdir, job)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from lama.eval.evaluator import EvaluateOptions, evaluate_predictions
+    from lama.eval.evaluator import evaluate_predictions
 
     options = EvaluateOptions(
         datadir=args.datadir, predictdir=args.predictdir, out=args.out, tsv=args.tsv, model_dir=args.model_dir,
@@ -134,14 +134,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from lama.eval.report import build_report
+    from lama.report import build_report
 
     return run_job("report", args.out, lambda: build_report(args.results, args.out, table_size=args.table_size,
                                                             samples=args.samples, progress=not args.quiet))
 
 
 def run_params(args: argparse.Namespace) -> int:
-    from lama.config import ConfigError, compose_params
+    from lama.pipeline.params import compose_params
 
     try:
         params = compose_params(args.overrides, args.config_dir, args.out, check=args.check)
@@ -189,10 +189,11 @@ def run_train(args: argparse.Namespace) -> int:
 def run_sweep(args: argparse.Namespace) -> int:
     import optuna
 
-    from lama.config import ConfigError, load_params
+    from lama.pipeline.params import load_params
+    from lama.pipeline.sweep import default_storage, open_from_params
     from lama.sweep.interrupt import interruption, stop_on_signals
-    from lama.sweep.pipeline import join, open_from_params, run_search
-    from lama.sweep.search import default_storage, work
+    from lama.sweep.search import work
+    from lama.sweep.session import join, run_search
 
     logging.getLogger("lama").setLevel(logging.INFO)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -205,8 +206,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                 plan = work(search)
                 print(f"lama sweep: search {search.name} {plan.reason}; this worker is done", file=sys.stderr)
                 return 0
-            params, raw = load_params(args.params, overrides=args.overrides)
-            search = open_from_params(params, raw, args.storage, args.name)
+            params = load_params(args.params, overrides=args.overrides)
+            search = open_from_params(params, args.storage, args.name)
             summary = run_search(search)
     except (ConfigError, OSError) as error:
         print(f"lama sweep: {error}", file=sys.stderr)
@@ -239,6 +240,12 @@ def run_sync_tracking(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_progress(command: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int]) -> None:
+    """A command that shows a progress bar unless ``-q``, run by ``run``."""
+    command.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    command.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lama", description="LaMa large-mask inpainting")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -250,10 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("arguments", nargs="*", metavar="ARG", help="paths and key=value overrides")
     predict.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    predict.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 keeps the FFTs in float32")
+    predict.add_argument("--precision", choices=tuple(PRECISIONS), help="bf16 keeps the FFTs in float32")
     predict.add_argument("--checkpoint", help="checkpoint file name under MODEL_DIR/models (default best.ckpt)")
-    predict.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    predict.set_defaults(run=run_predict)
+    with_progress(predict, run_predict)
 
     init = commands.add_parser(
         "init-model", help="write a randomly initialised model dir (official layout) for a preset")
@@ -276,8 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--n-jobs", type=int, default=1, help="worker processes (default 1)")
     masks.add_argument("--ext", default=",".join(e.lstrip(".") for e in DEFAULT_EXTENSIONS),
                        help="image extensions, comma-separated (default: %(default)s)")
-    masks.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    masks.set_defaults(run=run_masks)
+    with_progress(masks, run_masks)
 
     prepare = commands.add_parser(
         "prepare", help="build train shards (WebDataset) and fixed val/test image folders from a source",
@@ -286,22 +291,27 @@ def build_parser() -> argparse.ArgumentParser:
         "lists where present), folder (ROOT is any image folder, or one with train/ val/ test/). Writes "
         "OUTDIR/train/train-NNNNNN.tar, OUTDIR/{val,test}/{512,256}/*.png, dataset.json, skipped.tsv and "
         "converted.tsv. Same inputs and params, same bytes; an interrupted run resumes.")
-    prepare.add_argument("source", choices=("embedded", "places365", "folder"))
+    prepare.add_argument("source", choices=SOURCES)
     prepare.add_argument("outdir", type=Path, help="folder to create")
     prepare.add_argument("--root", help="the Places365 folder or the image folder")
     prepare.add_argument("--size", type=int, help="short side of train images (default 256 embedded, else 512)")
-    prepare.add_argument("--min-size", type=int, default=256, help="skip files whose short side is smaller")
-    prepare.add_argument("--format", default="jpg", choices=("jpg", "png", "webp"), help="train image encoding")
-    prepare.add_argument("--quality", type=int, default=95, help="jpg/webp quality (default 95)")
-    prepare.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    prepare.add_argument("--min-size", type=int, default=PrepareConfig.min_size,
+                         help="skip files whose short side is smaller (default %(default)s)")
+    prepare.add_argument("--format", default=PrepareConfig.image_format, choices=tuple(IMAGE_FORMATS),
+                         help="train image encoding (default %(default)s)")
+    prepare.add_argument("--quality", type=int, default=PrepareConfig.quality,
+                         help="jpg/webp quality (default %(default)s)")
+    prepare.add_argument("--shard-size", type=int, default=PrepareConfig.shard_size,
+                         help="samples per shard (default %(default)s)")
     prepare.add_argument("--train-count", type=int, help="train images (default: all; embedded 240)")
     prepare.add_argument("--val-count", type=int, help="val images (embedded 8, places365 2000)")
     prepare.add_argument("--test-count", type=int, help="test images (embedded 16, places365 30000)")
-    prepare.add_argument("--eval-sizes", help="eval image sizes, comma-separated (default 512,256)")
-    prepare.add_argument("--seed", type=int, default=0, help="selection and crop seed (default 0)")
+    prepare.add_argument("--eval-sizes", help="eval image sizes, comma-separated (default "
+                         f"{','.join(map(str, PrepareConfig().eval_sizes))})")
+    prepare.add_argument("--seed", type=int, default=PrepareConfig.seed,
+                         help="selection and crop seed (default %(default)s)")
     prepare.add_argument("--n-jobs", type=int, default=1, help="worker processes (default 1)")
-    prepare.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    prepare.set_defaults(run=run_prepare)
+    with_progress(prepare, run_prepare)
 
     train = commands.add_parser(
         "train", help="train a model (one process; use accelerate launch -m lama.train for several)",
@@ -333,17 +343,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="record model.name/architecture/train_masks/mask_interp/parameters or "
                           "mask_set.name/kind/size explicitly (repeatable)")
-    evaluate.add_argument("--weights", default="pretrained", choices=("pretrained", "stand-in"))
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the stand-in networks (default 0)")
-    evaluate.add_argument("--fid-method", default="sqrtm", choices=("sqrtm", "svd"),
+    evaluate.add_argument("--weights", default=EvaluateOptions.weights, choices=WEIGHT_MODES)
+    evaluate.add_argument("--seed", type=int, default=EvaluateOptions.seed,
+                          help="seed of the stand-in networks (default %(default)s)")
+    evaluate.add_argument("--fid-method", default=EvaluateOptions.fid_method, choices=FID_METHODS,
                           help="sqrtm: the official computation; svd: its exact closed form, much faster on CPU")
-    evaluate.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
-    evaluate.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8, the official)")
-    evaluate.add_argument("--workers", type=int, default=2, help="image-reading processes (default 2)")
-    evaluate.add_argument("--img-suffix", default=".png", help="image suffix in DATADIR (default .png)")
-    evaluate.add_argument("--inpainted-suffix", default=".png", help="prediction suffix (default .png)")
-    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    evaluate.set_defaults(run=run_evaluate)
+    evaluate.add_argument("--device", default=EvaluateOptions.device,
+                          help="auto (a GPU when there is one), cpu, cuda, cuda:N")
+    evaluate.add_argument("--batch-size", type=int, default=EvaluateOptions.batch_size,
+                          help="images per batch (default %(default)s, the official)")
+    evaluate.add_argument("--workers", type=int, default=EvaluateOptions.num_workers,
+                          help="image-reading processes (default %(default)s)")
+    evaluate.add_argument("--img-suffix", default=EvaluateOptions.img_suffix,
+                          help="image suffix in DATADIR (default %(default)s)")
+    evaluate.add_argument("--inpainted-suffix", default=EvaluateOptions.inpainted_suffix,
+                          help="prediction suffix (default %(default)s)")
+    with_progress(evaluate, run_evaluate)
 
     report = commands.add_parser(
         "report", help="paper-style tables (Markdown), Fig. 6 and sample grids (PNG) from evaluation JSONs",
@@ -355,8 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--table-size", type=int, help="eval image size of the tables (default 512 if present, "
                         "else the largest)")
     report.add_argument("--samples", type=int, default=4, help="rows per sample grid (default 4)")
-    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    report.set_defaults(run=run_report)
+    with_progress(report, run_report)
 
     params = commands.add_parser(
         "params", help="compose configs/ into params.yaml (as dvc exp run does) and check every value",
@@ -396,8 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--sha256", help="expected SHA-256 for a file the registry has no pinned hash for")
     weights.add_argument("--allow-unpinned", action="store_true", help="accept an unpinned file without a hash")
     weights.add_argument("--verify", action="store_true", help="list: hash every present file (slow for big ones)")
-    weights.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    weights.set_defaults(run=run_weights)
+    with_progress(weights, run_weights)
     return parser
 
 

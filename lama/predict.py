@@ -17,21 +17,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from lama.baselines import DEFAULT_RADIUS, check_radius, classical_fill, classical_method
-from lama.data.images import UnusableImageError, load_image
+from lama.config import ConfigError
+from lama.devices import AUTO, check_device, resolve_device
 from lama.files import write_image
-from lama.models.inference import PRECISIONS, prepare_for_inference
+from lama.imageio.eval_layout import (
+    MASK_GLOB,
+    MASK_SUFFIX,
+    InputError,
+    MaskImagePair,
+    pair_masks,
+    read_pair,
+)
+from lama.models.inference import DEFAULT_PRECISION, PRECISIONS, check_precision, prepare_for_inference
 from lama.models.model_dir import DEFAULT_CHECKPOINT, InpaintingModel, generator_input, load_model
 
 log = logging.getLogger(__name__)
 
 OUT_KEYS = ("inpainted", "predicted_image")
-MASK_SUFFIX = ".png"
-MASK_GLOB = f"**/*mask*{MASK_SUFFIX}"
-MASK_MARK = "_mask"  # the image name is the mask's relative path cut at the last of these
 
 
 @dataclass
@@ -54,35 +59,23 @@ class PredictOptions:
     indir: str = "???"
     outdir: str = "???"
     dataset: DatasetOptions = field(default_factory=DatasetOptions)
-    device: str = "auto"  # auto: cuda when present, else cpu
-    precision: str = "fp32"  # fp32 | bf16 (the FFTs stay in float32)
+    device: str = AUTO  # auto: cuda when present, else cpu
+    precision: str = DEFAULT_PRECISION  # fp32 | bf16 (the FFTs stay in float32)
     out_key: str = "inpainted"  # inpainted (blended) | predicted_image (raw generator output)
     out_ext: str = ".png"
     fold_norms: bool = True  # fold BatchNorm into the convolutions (same result within float noise)
     channels_last: bool = True  # NHWC activations: faster oneDNN/cuDNN convolutions (benchmarks/README.md)
     classical_radius: int = DEFAULT_RADIUS  # classical:telea and classical:navier-stokes: neighbourhood in pixels
 
-    def validate(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}: expected one of {sorted(PRECISIONS)}")
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        check_device(self.device)
         if self.out_key not in OUT_KEYS:
-            raise ValueError(f"out_key={self.out_key!r}: expected one of {list(OUT_KEYS)}")
+            raise ConfigError(f"out_key={self.out_key!r}: expected one of {', '.join(OUT_KEYS)}")
         if self.dataset.pad_out_to_modulo < 1:
-            raise ValueError(f"dataset.pad_out_to_modulo={self.dataset.pad_out_to_modulo}: expected a positive int")
+            raise ConfigError(f"dataset.pad_out_to_modulo={self.dataset.pad_out_to_modulo}: expected a positive int")
         check_radius(self.classical_radius)
         classical_method(self.model.path)  # an unknown classical:NAME fails here, before any work
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as error:
-                raise ValueError(f"device={self.device!r}: expected auto, cpu, cuda or cuda:N") from error
-
-
-@dataclass(frozen=True)
-class MaskImagePair:
-    mask: Path
-    image: Path
-    output: Path
 
 
 @dataclass
@@ -92,73 +85,6 @@ class PredictSummary:
 
     def __str__(self) -> str:
         return f"{len(self.written)} written, {len(self.failures)} failed"
-
-
-class InputError(ValueError):
-    """One input pair cannot be processed; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Pairing:
-    """The masks of a folder paired with their images, and the files named like masks that cannot be paired."""
-
-    pairs: list[MaskImagePair]
-    unpaired: list[tuple[Path, str]]  # (file, why it has no image)
-
-
-def pair_masks(indir: str | Path, outdir: str | Path, img_suffix: str = ".png", out_ext: str = ".png") -> Pairing:
-    """Masks found recursively and sorted, each with its image and output path (official pairing rules).
-
-    The official cut (``fname.rsplit('_mask', 1)[0] + img_suffix``) is applied to the path relative to ``indir``,
-    so a folder above ``indir`` named ``..._mask`` never pairs a mask with a file outside it. A name without
-    ``_mask`` that is the image of another mask is that image (e.g. ``gasmask.png``), not a mask.
-    """
-    indir, outdir = Path(indir), Path(outdir)
-    pairs, unpaired = [], []
-    for mask in sorted(indir.glob(MASK_GLOB), key=str):
-        relative = mask.relative_to(indir).as_posix()
-        stem, mark, _ = relative.rpartition(MASK_MARK)
-        if not mask.is_file():
-            unpaired.append((mask, "not a regular file"))
-        elif not mark:
-            unpaired.append((mask, f"no '{MASK_MARK}' in the name, so it has no image "
-                                   f"(expected NAME{MASK_MARK}*{MASK_SUFFIX} beside NAME{img_suffix})"))
-        else:
-            output = (outdir / relative).with_suffix(out_ext)
-            pairs.append(MaskImagePair(mask, indir / (stem + img_suffix), output))
-    images = {pair.image for pair in pairs}
-    return Pairing(pairs, [(path, reason) for path, reason in unpaired if path not in images])
-
-
-def find_pairs(indir: str | Path, outdir: str | Path, img_suffix: str = ".png", out_ext: str = ".png"
-               ) -> list[MaskImagePair]:
-    """The pairs of :func:`pair_masks` for a caller that needs the whole set (evaluation, validation, figures):
-    a file that cannot be paired is an ``InputError`` naming it."""
-    pairing = pair_masks(indir, outdir, img_suffix, out_ext)
-    if pairing.unpaired:
-        (path, reason), more = pairing.unpaired[0], len(pairing.unpaired) - 1
-        raise InputError(f"{path}: {reason}" + (f" ({more} more such files)" if more else ""))
-    return pairing.pairs
-
-
-def read_image(path: Path) -> np.ndarray:
-    """RGB float32 CHW in [0,1]; greyscale is replicated and alpha dropped without compositing."""
-    return np.asarray(open_image(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """float32 [1,H,W] in [0,1] via PIL 'L' (ITU-R 601-2 luma for colour masks; alpha of LA dropped)."""
-    return np.asarray(open_image(path).convert("L"), dtype=np.float32)[None] / 255
-
-
-def open_image(path: Path) -> Image.Image:
-    """A loaded PIL image; a missing, unreadable or decompression-bomb file is an ``InputError`` naming it."""
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        return load_image(path)
-    except UnusableImageError as error:
-        raise InputError(f"{path}: cannot read image ({error})") from None
 
 
 def pad_bottom_right(array: np.ndarray, modulo: int) -> np.ndarray:
@@ -193,35 +119,10 @@ def write_output(path: Path, pixels: np.ndarray) -> None:
         raise InputError(f"{path}: cannot write the result ({error.strerror or error})") from None
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device={device}: expected auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device}: CUDA is not available on this machine; use device=cpu or auto")
-    return resolved
-
-
 def to_uint8(result: np.ndarray) -> np.ndarray:
     """HWC uint8 from a float CHW result in [0, 1]. The cast truncates, as the official writer does: a known pixel
     (an 8-bit value divided by 255) comes back bit-identical."""
     return np.clip(result.transpose(1, 2, 0) * 255, 0, 255).astype(np.uint8)
-
-
-def read_pair(pair: MaskImagePair) -> tuple[np.ndarray, np.ndarray]:
-    """The image (float32 CHW) and mask ([1, H, W]) of a pair; a missing file or a size mismatch names the mask."""
-    if not pair.image.is_file():
-        raise InputError(f"{pair.mask}: its image {pair.image} does not exist")
-    image, mask = read_image(pair.image), read_mask(pair.mask)
-    if image.shape[1:] != mask.shape[1:]:
-        raise InputError(
-            f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[2]} but image {pair.image} is "
-            f"{image.shape[1]}x{image.shape[2]} (HxW)"
-        )
-    return image, mask
 
 
 class Inpainter:
@@ -275,7 +176,6 @@ class ClassicalInpainter:
 
 def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSummary:
     """Inpaint every mask under ``options.indir``; failures are reported per file and do not stop the run."""
-    options.validate()
     indir = Path(options.indir)
     if not indir.is_dir():
         raise InputError(f"indir={indir}: not a directory")

@@ -6,8 +6,14 @@ global RNG is untouched: Kaiming-normal convolutions, zero biases, identity Batc
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
+
+# Where a pretrained network's weights come from: the registry's file, or a seeded stand-in (labelled as such).
+WeightsMode = Literal["pretrained", "stand-in"]
+WEIGHT_MODES: tuple[str, ...] = get_args(WeightsMode)
 
 
 def seeded_random_init(module: nn.Module, seed: int) -> None:

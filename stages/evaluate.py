@@ -8,29 +8,27 @@ import json
 import os
 import sys
 
-from layout import (
+from lama.eval.evaluator import EvaluateOptions, evaluate_predictions
+from lama.pipeline.layout import (
     EVAL_METRICS,
     mask_set_dir,
     model_dir,
     model_source,
     predictions_dir,
     result_file,
-    run_stage,
-    write_json,
 )
-
-from lama.eval.evaluator import EvaluateOptions, evaluate_predictions
+from lama.pipeline.stage import run_stage, write_json
 from lama.tracking import log_final_scores
 
 
-def main(params, raw) -> None:
+def main(params) -> None:
     run, mask_set = sys.argv[1:3]
     out = result_file(run, mask_set)
     options = EvaluateOptions(
         datadir=str(mask_set_dir("test", mask_set)), predictdir=str(predictions_dir(run, mask_set)), out=str(out),
-        model_dir=model_source(run, params), overrides=[f"model.name={run}"], device=params.eval.device,
-        weights=params.eval.weights, fid_method=params.eval.fid_method, batch_size=params.eval.batch_size,
-        num_workers=params.eval.num_workers)
+        model_dir=model_source(run, params.eval.baselines), overrides=[f"model.name={run}"],
+        device=params.eval.device, weights=params.eval.weights, fid_method=params.eval.fid_method,
+        batch_size=params.eval.batch_size, num_workers=params.eval.num_workers)
     print(evaluate_predictions(options))
     evaluation = json.loads(out.read_text())
     totals = {key: value for key, value in evaluation["metrics"].items() if isinstance(value, int | float)}

@@ -2,16 +2,16 @@
 
 import sys
 
-from layout import PREPARED, mask_set_dir, run_stage
-
-from lama.config import mask_set_config
 from lama.masks import build_eval_mask_set
+from lama.pipeline.layout import PREPARED_DIR, mask_set_dir
+from lama.pipeline.params import mask_set_config
+from lama.pipeline.stage import run_stage
 
 
-def main(params, raw) -> None:
+def main(params) -> None:
     split, name = sys.argv[1:3]
     size = mask_set_config(name, "mask set").out_min_size
-    print(build_eval_mask_set(name, PREPARED / split / str(size), mask_set_dir(split, name),
+    print(build_eval_mask_set(name, PREPARED_DIR / split / str(size), mask_set_dir(split, name),
                               seed=params.eval.mask_seed))
 
 

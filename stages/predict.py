@@ -3,18 +3,18 @@
 
 import sys
 
-from layout import mask_set_dir, model_source, predictions_dir, run_stage
-
+from lama.pipeline.layout import mask_set_dir, model_source, predictions_dir
+from lama.pipeline.stage import run_stage
 from lama.predict import ModelOptions, PredictOptions, predict_folder
 
 
-def main(params, raw) -> int:
+def main(params) -> int:
     run, mask_set = sys.argv[1:3]
-    options = PredictOptions(model=ModelOptions(path=model_source(run, params)),
+    options = PredictOptions(model=ModelOptions(path=model_source(run, params.eval.baselines)),
                              indir=str(mask_set_dir("test", mask_set)),
                              outdir=str(predictions_dir(run, mask_set)),
                              device=params.eval.device, precision=params.eval.precision)
-    summary = predict_folder(options)  # validates the options first
+    summary = predict_folder(options)
     print(summary)
     return 1 if summary.failures else 0
 

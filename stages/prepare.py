@@ -2,13 +2,13 @@
 
 import os
 
-from layout import PREPARED, run_stage
-
 from lama.data.prepare import prepare
+from lama.pipeline.layout import PREPARED_DIR
+from lama.pipeline.stage import run_stage
 
 
-def main(params, raw) -> None:
-    print(prepare(params.prepare, PREPARED, n_jobs=os.cpu_count() or 1))
+def main(params) -> None:
+    print(prepare(params.prepare, PREPARED_DIR, n_jobs=os.cpu_count() or 1))
 
 
 run_stage("prepare", main)

@@ -1,11 +1,11 @@
 """Stage report: the paper's tables, Fig. 6 and sample grids from every evaluation under results/."""
 
-from layout import REPORTS, RESULTS, run_stage
+from lama.pipeline.layout import REPORTS, RESULTS
+from lama.pipeline.stage import run_stage
+from lama.report import build_report
 
-from lama.eval.report import build_report
 
-
-def main(params, raw) -> None:
+def main(params) -> None:
     print(build_report([RESULTS], REPORTS, table_size=params.report.table_size, samples=params.report.samples,
                        progress=True))
 

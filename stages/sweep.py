@@ -4,15 +4,16 @@ storage when it was interrupted; writes reports/sweep/ and the best weights as c
 import logging
 
 import optuna
-from layout import run_stage
 
-from lama.sweep.pipeline import open_from_params, run_search
+from lama.pipeline.stage import run_stage
+from lama.pipeline.sweep import open_from_params
+from lama.sweep.session import run_search
 
 
-def main(params, raw) -> int:
+def main(params) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("lama.sweep").setLevel(logging.INFO)
-    summary = run_search(open_from_params(params, raw))
+    summary = run_search(open_from_params(params))
     print(f"sweep: {summary['reason']}; best {summary['best']}")
     return 0
 

@@ -14,12 +14,13 @@ import yaml
 from dvc.utils.hydra import compose_and_dump
 from omegaconf import OmegaConf
 
-from lama.config import ConfigError, compose_params, load_params, run_config
-from lama.models.generators import PRESETS, build_generator, count_parameters
+from lama.config import ConfigError
+from lama.models.generators import PRESET_DIR, PRESET_FILES, PRESETS, build_generator, count_parameters
+from lama.pipeline.params import compose_params, load_params, run_config
 from tests.conftest import REPO
 
 CONFIGS = REPO / "configs"
-# Table 2's architectures (and Big LaMa) by their configs/generator name, with the official parameter counts.
+# Table 2's architectures (and Big LaMa) by their generator group name, with the official parameter counts.
 GENERATOR_GROUP = {"fourier": ("lama-fourier", 27_048_835), "dilated": ("lama-dilated", 45_645_379),
                    "regular": ("lama-regular", 45_617_731), "shallow": ("lama-fourier-shallow", 19_073_155),
                    "deep": ("lama-regular-deep", 73_947_715), "big-lama": ("big-lama", 50_975_875)}
@@ -42,9 +43,9 @@ def test_params_yaml_is_what_dvc_composes_from_configs(tmp_path: Path) -> None:
 
 
 def test_the_sample_profile_trains_one_small_run_on_the_embedded_set() -> None:
-    params, raw = load_params(REPO / "params.yaml")
+    params = load_params(REPO / "params.yaml")
     assert (params.profile, params.run_names, params.prepare.source) == ("sample", ["lama"], "embedded")
-    config = run_config(raw, "lama", "data/prepared", "data/eval/val/thick_256", "models/lama")
+    config = run_config(params, "lama", "data/prepared", "data/eval/val/thick_256", "models/lama")
     assert config.generator["kind"] == "ffc_resnet" and config.generator["ngf"] == 8
     assert config.generator["n_blocks"] == 9  # the architecture keeps its depth; only the width is narrowed
     assert (config.data.train, config.data.val, config.train.out_dir) == (
@@ -52,21 +53,27 @@ def test_the_sample_profile_trains_one_small_run_on_the_embedded_set() -> None:
     assert config.loss.hrf_weights == config.train.eval_weights == params.eval.weights == "stand-in"
 
 
-def test_generator_configs_are_the_library_presets() -> None:
-    assert sorted(path.stem for path in (CONFIGS / "generator").glob("*.yaml")) == sorted(GENERATOR_GROUP)
+def test_the_generator_group_is_the_library_presets(tmp_path: Path) -> None:
+    # One source: Hydra finds the group in the package (configs/config.yaml's search path), where PRESETS reads it.
+    assert not (CONFIGS / "generator").exists()
+    assert sorted(path.stem for path in PRESET_DIR.glob("*.yaml")) == sorted(GENERATOR_GROUP)
+    assert {file: preset for preset, file in PRESET_FILES.items()} == {
+        name: preset for name, (preset, _) in GENERATOR_GROUP.items()}
     for name, (preset, parameters) in GENERATOR_GROUP.items():
-        section = yaml.safe_load((CONFIGS / "generator" / f"{name}.yaml").read_text())
-        assert section == PRESETS[preset], name
+        composed = tmp_path / f"{name}.yaml"
+        compose_and_dump(composed, str(CONFIGS), None, "config", str(REPO), [f"generator={name}", "profile=paper",
+                                                                              "prepare.root=/data"])
+        assert yaml.safe_load(composed.read_text())["generator"] == PRESETS[preset], name
         if parameters < 30_000_000:  # building the 45-74M nets adds nothing: their presets are tested in models/
-            assert count_parameters(build_generator(section)) == parameters
+            assert count_parameters(build_generator(PRESETS[preset])) == parameters
 
 
 def test_the_paper_profile_builds_every_run_of_the_tables(tmp_path: Path) -> None:
     params = compose_params(["profile=paper", "prepare.root=/data/places365"], CONFIGS, tmp_path / "params.yaml")
-    _, raw = load_params(tmp_path / "params.yaml")
+    params = load_params(tmp_path / "params.yaml")
     assert params.run_names == ["fourier", "dilated", "regular", "shallow", "deep", "regular_narrow",
                                 "fourier_bilinear", "fourier_bicubic", "big-lama"]
-    runs = {name: run_config(raw, name, "data/prepared", None, f"models/{name}") for name in params.run_names}
+    runs = {name: run_config(params, name, "data/prepared", None, f"models/{name}") for name in params.run_names}
     expected = {"fourier": "lama-fourier", "dilated": "lama-dilated", "regular": "lama-regular",
                 "shallow": "lama-fourier-shallow", "deep": "lama-regular-deep", "regular_narrow": "lama-regular",
                 "fourier_bilinear": "lama-fourier", "fourier_bicubic": "lama-fourier", "big-lama": "big-lama"}
@@ -87,8 +94,8 @@ def test_the_paper_profile_builds_every_run_of_the_tables(tmp_path: Path) -> Non
 def test_a_group_switch_and_a_value_override_change_the_run(tmp_path: Path) -> None:
     compose_params(["generator=dilated", "loss.mask_interp=bicubic", "masks=narrow"], CONFIGS,
                    tmp_path / "params.yaml")
-    _, raw = load_params(tmp_path / "params.yaml")
-    config = run_config(raw, "lama", "data/prepared", None, "models/lama")
+    params = load_params(tmp_path / "params.yaml")
+    config = run_config(params, "lama", "data/prepared", None, "models/lama")
     assert config.generator["kind"] == "pix2pixhd_multidilated" and config.generator["ngf"] == 8
     assert (config.loss.mask_interp, config.data.loader.masks) == ("bicubic", "narrow")
 
@@ -148,7 +155,7 @@ def test_a_bad_params_yaml_names_the_file_and_the_key(tmp_path: Path) -> None:
         load_params(path)
     raw.runs.lama = {"generator": dict(PRESETS["lama-regular"], ngf=8)}  # a run's generator replaces, not merges
     path.write_text(OmegaConf.to_yaml(raw))
-    _, loaded = load_params(path)
+    loaded = load_params(path)
     assert run_config(loaded, "lama", "d", None, "m").generator == dict(PRESETS["lama-regular"], ngf=8)
 
 

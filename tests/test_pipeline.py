@@ -20,7 +20,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from lama.config import load_params
+from lama.pipeline.params import load_params
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -142,7 +142,7 @@ def test_dvc_repro_fills_reports_dvc_and_mlflow(reproduced: tuple[Path, dict]) -
 
 def test_the_sample_model_beats_the_mean_colour_fill_with_bounded_gradients(reproduced: tuple[Path, dict]) -> None:
     repo, _ = reproduced
-    params, _ = load_params(repo / "params.yaml")
+    params = load_params(repo / "params.yaml")
     for mask_set in params.eval.mask_sets:
         ours = json.loads((repo / f"metrics/eval/lama/{mask_set}.json").read_text())
         mean_fill = json.loads((repo / f"metrics/eval/mean-fill/{mask_set}.json").read_text())

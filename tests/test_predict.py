@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from lama.cli import main
-from lama.predict import InputError, find_pairs, pad_bottom_right, pair_masks
+from lama.predict import pad_bottom_right
 from tests.conftest import FIXTURE_MODELS, REPO
 
 
@@ -29,18 +29,6 @@ def test_symmetric_padding_repeats_the_edge_row_first() -> None:
     np.testing.assert_array_equal(padded[:, 5:, :3], array[:, [4, 3, 2], :])  # rows H-1, H-2, H-3
     np.testing.assert_array_equal(padded[:, :5, 3], array[:, :, 2])
     assert pad_bottom_right(array[:, :4, :], 4).shape == (2, 4, 4)  # width 3 -> 4, height kept
-
-
-def test_pairs_split_at_the_last_mask_and_keep_subfolders(tmp_path: Path) -> None:
-    for name in ("a_mask_b_mask001.png", "sub/c_mask002.png", "sub/c_mask001.png", "note.txt"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).touch()
-    pairs = find_pairs(tmp_path, "/out", out_ext=".jpg")
-    assert [p.mask.relative_to(tmp_path).as_posix() for p in pairs] == [
-        "a_mask_b_mask001.png", "sub/c_mask001.png", "sub/c_mask002.png"]
-    assert pairs[0].image == tmp_path / "a_mask_b.png"
-    assert pairs[1].image == tmp_path / "sub/c.png"
-    assert pairs[2].output == Path("/out/sub/c_mask002.jpg")
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -274,21 +262,6 @@ def test_a_mask_name_without_the_mark_fails_only_that_file(small_pairs: Path, tm
     assert len(errors) == 1 and "mymask.png" in errors[0] and "'_mask'" in errors[0]
     assert _written(tmp_path / "out") == ["a_mask001.png", "b_mask001.png"]
     assert "2 written, 1 failed" in stderr
-
-
-def test_an_image_named_like_a_mask_is_not_reported(tmp_path: Path) -> None:
-    for name in ("gasmask.png", "gasmask_mask001.png", "mymask.png"):
-        (tmp_path / name).touch()
-    pairing = pair_masks(tmp_path, tmp_path / "out")
-    assert [(p.mask.name, p.image.name) for p in pairing.pairs] == [("gasmask_mask001.png", "gasmask.png")]
-    assert [path.name for path, _ in pairing.unpaired] == ["mymask.png"]
-
-
-def test_whole_set_callers_get_one_error_naming_the_unpairable_file(tmp_path: Path) -> None:
-    for name in ("a.png", "a_mask001.png", "mymask.png", "zmask.png"):
-        (tmp_path / name).touch()
-    with pytest.raises(InputError, match=r"mymask\.png: no '_mask'.*\(1 more such files\)"):
-        find_pairs(tmp_path, tmp_path)
 
 
 def test_a_mask_folder_above_the_input_dir_never_pairs_with_files_outside_it(

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from lama.cli import main
-from lama.config import ConfigError, load_params
+from lama.config import ConfigError
 from lama.eval.provenance import describe_model_dir
+from lama.pipeline.params import load_params
 from lama.safe_yaml import MAX_BYTES, YamlFileError, read_omegaconf, read_yaml
 from lama.train import load_config
 

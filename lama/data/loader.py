@@ -34,6 +34,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
+from lama.config import ConfigError
 from lama.data.augment import AugmentConfig, LamaAugmentation
 from lama.data.prepare import MANIFEST
 from lama.masks.generator import MaskGenerator
@@ -63,7 +64,13 @@ class LoaderConfig:
     augment_on: str = "auto"  # auto (device when it is a GPU) | loader | device
     seed: int = 0
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        try:
+            self._check()
+        except ValueError as error:
+            raise ConfigError(f"data.loader.{error}") from None
+
+    def _check(self) -> None:
         for key in ("batch_size", "crop_size", "shuffle_buffer"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
@@ -74,8 +81,18 @@ class LoaderConfig:
             raise ValueError(f"window_size={self.window_size}: expected >= crop_size ({self.crop_size})")
         if self.augment_on not in AUGMENT_ON:
             raise ValueError(f"augment_on={self.augment_on!r}: expected one of {', '.join(AUGMENT_ON)}")
-        self.augment_config.validate()
-        self.mask_generator()
+        augment = self.augment_config
+        if 1 <= self.crop_size < augment.min_crop_size:  # named by the loader's keys, not AugmentConfig's
+            raise ValueError(f"crop_size={self.crop_size}: expected >= {augment.min_crop_size} with "
+                             f"data.loader.augment={self.augment}: its CLAHE cuts the crop into "
+                             f"{augment.clahe_grid}x{augment.clahe_grid} tiles")
+        augment.validate()
+        masks = self.mask_generator()
+        try:
+            masks.check_size(self.crop_size, self.crop_size)
+        except ValueError as error:
+            raise ValueError(f"crop_size={self.crop_size}: too small for data.loader.masks={self.masks} "
+                             f"(scale_masks={str(self.scale_masks).lower()}): {error}") from None
 
     def mask_generator(self) -> MaskGenerator:
         """The training masks for ``crop_size`` crops."""
@@ -299,7 +316,6 @@ class TrainLoader:
     def __init__(self, shards: str | Path | Sequence[str | Path], config: LoaderConfig, device: str | torch.device =
                  "cpu", rank: int | None = None, world_size: int | None = None, start_epoch: int = 0,
                  position: LoaderPosition | dict | None = None) -> None:
-        config.validate()
         self.config = config
         self.device = torch.device(device)
         if (rank is None) != (world_size is None):

@@ -31,10 +31,12 @@ import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
+from lama.config import ConfigError
 from lama.data import embedded, places365
-from lama.data.images import IMAGE_FORMATS, UnusableImageError, center_square, decode_rgb, encode, resize_short_side
-from lama.data.sources import IMAGE_EXTENSIONS, SPLITS, SourceImage, SourceSplits, folder_splits, shard_order
+from lama.data.sources import SPLITS, SourceImage, SourceSplits, folder_splits, shard_order
 from lama.files import atomic_write, remove_temporaries
+from lama.imageio.images import IMAGE_FORMATS, UnusableImageError, center_square, decode_rgb, encode, resize_short_side
+from lama.imageio.listing import IMAGE_EXTENSIONS
 from lama.journal import Journal
 from lama.signals import worker_initializer
 
@@ -67,26 +69,25 @@ class PrepareConfig:
     eval_sizes: list[int] = field(default_factory=lambda: [512, 256])
     extensions: list[str] = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
 
-    def validate(self) -> None:
-        """Fail on the first bad value with one line naming the key and what is allowed."""
+    def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"source={self.source!r}: expected one of {', '.join(SOURCES)}")
+            raise ConfigError(f"prepare.source={self.source!r}: expected one of {', '.join(SOURCES)}")
         if self.source != "embedded" and not self.root:
-            raise ValueError(f"root: the {self.source} source needs the folder that holds its images")
+            raise ConfigError(f"prepare.root: the {self.source} source needs the folder that holds its images")
         if self.image_format not in IMAGE_FORMATS:
-            raise ValueError(f"image_format={self.image_format!r}: expected one of {', '.join(IMAGE_FORMATS)}")
+            raise ConfigError(f"prepare.image_format={self.image_format!r}: expected one of {', '.join(IMAGE_FORMATS)}")
         positive = {"shard_size": self.shard_size, "min_size": self.min_size, "size": self.size or 1}
         for key, value in positive.items():
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key}={value!r}: expected a positive integer")
+                raise ConfigError(f"prepare.{key}={value!r}: expected a positive integer")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality={self.quality!r}: expected 1..100")
+            raise ConfigError(f"prepare.quality={self.quality!r}: expected 1..100")
         for key in ("train_count", "val_count", "test_count"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"{key}={value!r}: expected a non-negative integer or null (all)")
+                raise ConfigError(f"prepare.{key}={value!r}: expected a non-negative integer or null (all)")
         if not self.eval_sizes or any(not isinstance(size, int) or size < 8 for size in self.eval_sizes):
-            raise ValueError(f"eval_sizes={self.eval_sizes!r}: expected a list of sizes >= 8")
+            raise ConfigError(f"prepare.eval_sizes={self.eval_sizes!r}: expected a list of sizes >= 8")
 
     @property
     def train_size(self) -> int:
@@ -130,7 +131,6 @@ def list_source(config: PrepareConfig, progress: bool = True) -> SourceSplits:
 
 def prepare(config: PrepareConfig, outdir: Path, n_jobs: int = 1, progress: bool = True) -> PrepareSummary:
     """Build the dataset into ``outdir``; resumes an interrupted build, refuses a folder holding another one."""
-    config.validate()
     if n_jobs < 1:
         raise ValueError(f"n_jobs={n_jobs}: expected >= 1")
     outdir = Path(outdir)

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from lama.data.images import UnusableImageError, image_size
+from lama.devices import AUTO, resolve_device
 from lama.eval.bins import (
     TOTAL,
     area_bin_indices,
@@ -37,14 +37,16 @@ from lama.eval.bins import (
 from lama.eval.fid import FEATURE_DIM
 from lama.eval.metrics import PER_IMAGE_METRICS, ValidationMetrics
 from lama.eval.provenance import apply_overrides, describe_mask_set, describe_model_dir
+from lama.eval.schema import EVAL_FORMAT as FORMAT
+from lama.eval.schema import EvaluationFile, MaskSetInfo, ModelInfo, to_json
 from lama.files import atomic_write
+from lama.imageio.eval_layout import MaskImagePair, find_pairs, read_image, read_mask
+from lama.imageio.images import UnusableImageError, image_size
 from lama.journal import Journal
-from lama.predict import MaskImagePair, find_pairs, read_image, read_mask, resolve_device
 from lama.signals import worker_initializer
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "lama-eval/1"
 JOURNAL = "journal.jsonl"
 
 
@@ -58,7 +60,7 @@ class EvaluateOptions:
     tsv: str | None = None
     model_dir: str | None = None  # recorded (architecture, training masks, …) for the report
     overrides: list[str] = field(default_factory=list)  # model.FIELD=VALUE / mask_set.FIELD=VALUE
-    device: str = "auto"
+    device: str = AUTO
     weights: str = "pretrained"  # or stand-in: seeded random LPIPS/FID networks, labelled as such
     seed: int = 0
     fid_method: str = "sqrtm"  # the official computation; svd: its exact closed form, much faster on CPU
@@ -169,20 +171,21 @@ def evaluate_predictions(options: EvaluateOptions, progress: bool = True) -> Eva
     labelled = labelled_scores(scores, stand_ins)
     totals = {key: value for key, value in labelled[TOTAL].items() if key != "n"}
     flat = {key: (value["mean"] if isinstance(value, dict) else value) for key, value in totals.items()}
-    result = {
-        "format": FORMAT,
-        "mask_set": mask_set,
-        "predictions": options.predictdir,
-        "model": model,
-        "networks": {"lpips": metrics.lpips_net.weights_label, "fid": metrics.inception.weights_label},
-        "stand_in": list(stand_ins),
-        "fid_method": options.fid_method,
-        "n": len(pairs),
-        "metrics": flat,
-        "bins": labelled,
-    }
+    result = EvaluationFile(
+        format=FORMAT,
+        mask_set=MaskSetInfo(**mask_set),
+        predictions=options.predictdir,
+        model=ModelInfo(**model),
+        networks={"lpips": metrics.lpips_net.weights_label, "fid": metrics.inception.weights_label},
+        stand_in=list(stand_ins),
+        fid_method=options.fid_method,
+        n=len(pairs),
+        metrics=flat,
+        bins=labelled,
+    )
     atomic_write(options.tsv_path, lambda handle: handle.write(format_tsv(scores, stand_ins).encode()))
-    atomic_write(Path(options.out), lambda handle: handle.write(json.dumps(result, indent=1).encode() + b"\n"))
+    atomic_write(Path(options.out), lambda handle: handle.write(json.dumps(to_json(result), indent=1).encode()
+                                                                + b"\n"))
     shutil.rmtree(options.partial_dir, ignore_errors=True)
     resumed = sum(len(record["ssim"]) for record in records if record.get("resumed"))
     return EvaluationSummary(len(pairs), resumed, flat)

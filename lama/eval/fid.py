@@ -15,7 +15,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import scipy.linalg
@@ -35,6 +35,7 @@ INPUT_SIZE = 299
 EPS = 1e-6  # pytorch-fid's diagonal offset when sqrtm of the covariance product is not finite
 IMAGINARY_ATOL = 1e-2  # LaMa's tolerance on the imaginary diagonal of sqrtm (pytorch-fid itself uses 1e-3)
 FIDMethod = Literal["sqrtm", "svd"]
+FID_METHODS: tuple[str, ...] = get_args(FIDMethod)
 
 
 class InceptionWeightsError(ValueError):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from typing import Literal
 
 import numpy as np
 import torch
@@ -25,10 +24,10 @@ import torch.distributed as dist
 from lama.eval.fid import FEATURE_DIM, FIDInceptionV3, FIDMethod, frechet_distance
 from lama.eval.lpips import LPIPSVGG
 from lama.eval.ssim import hole_psnr, hole_ssim, psnr, ssim
+from lama.stand_in import WEIGHT_MODES, WeightsMode
 
 logger = logging.getLogger(__name__)
 
-WeightsMode = Literal["pretrained", "stand-in"]
 METRIC_NAMES = ("ssim", "psnr", "lpips", "fid", "ssim_fid100_f1", "lpips_fid100_f1", "hole_ssim", "hole_psnr")
 # Per-image values, averaged over the images; the hole ones only when the masks are given.
 PER_IMAGE_METRICS = ("ssim", "psnr", "lpips", "hole_ssim", "hole_psnr")
@@ -94,8 +93,8 @@ class ValidationMetrics:
         lpips_net: LPIPSVGG | None = None,
         inception: FIDInceptionV3 | None = None,
     ) -> None:
-        if weights not in ("pretrained", "stand-in"):
-            raise ValueError(f"weights must be 'pretrained' or 'stand-in', not {weights!r}")
+        if weights not in WEIGHT_MODES:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHT_MODES)}, not {weights!r}")
         if fid_method not in ("sqrtm", "svd"):
             raise ValueError(f"fid_method must be 'sqrtm' or 'svd', not {fid_method!r}")
         self.device = torch.device(device)

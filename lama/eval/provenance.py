@@ -18,21 +18,17 @@ from typing import Any
 from lama.baselines import classical_method
 from lama.losses.total import recipe_deviations
 from lama.masks.eval_set import MANIFEST
+from lama.models.generators import PRESET_FILES, architecture_of
 from lama.safe_yaml import read_yaml
 
 logger = logging.getLogger(__name__)
 
 MASK_SET_KINDS = ("thin", "medium", "thick")
-ARCHITECTURES = ("fourier", "dilated", "regular", "shallow", "deep", "big-lama")
+ARCHITECTURES = tuple(PRESET_FILES.values())
 MODEL_FIELDS = ("name", "path", "architecture", "train_masks", "mask_interp", "parameters")
 # Derived from the files only: the classical method of a baseline, and the recipe deviations of a trained model.
 DERIVED_MODEL_FIELDS = ("classical", "recipe")
 MASK_SET_FIELDS = ("name", "kind", "size", "path")
-# Generator kinds of the official configs → the paper's architecture names (Table 2). The depth variants are
-# recognised by the paper's block counts (Big LaMa, 18 Fourier blocks, is in no table); any other depth keeps the
-# base name.
-_ARCHITECTURE_OF_KIND = {"ffc_resnet": "fourier", "pix2pixhd_multidilated": "dilated", "pix2pixhd_global": "regular"}
-_DEPTH_VARIANTS = {("ffc_resnet", 6): "shallow", ("ffc_resnet", 18): "big-lama", ("pix2pixhd_global", 15): "deep"}
 
 
 class ProvenanceError(ValueError):
@@ -79,10 +75,11 @@ def describe_model_dir(model_dir: str | Path | None) -> dict[str, Any]:
         return info
     model_dir = Path(model_dir)
     info.update(name=model_dir.resolve().name, path=str(model_dir))
-    generator = _read_yaml(model_dir / "config.yaml").get("generator") or {}
+    config = _read_yaml(model_dir / "config.yaml")
+    generator = config.get("generator") or {}
     if generator:
-        kind, blocks = generator.get("kind"), generator.get("n_blocks")
-        info["architecture"] = _DEPTH_VARIANTS.get((kind, blocks), _ARCHITECTURE_OF_KIND.get(kind))
+        recorded = (config.get("lama") or {}).get("architecture")  # model dirs written before it was recorded: derived
+        info["architecture"] = recorded if recorded in ARCHITECTURES else architecture_of(generator)
         info["parameters"] = _parameter_count(generator)
     train = _read_yaml(model_dir / "train_config.yaml")
     masks = ((train.get("data") or {}).get("loader") or {}).get("masks")

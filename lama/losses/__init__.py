@@ -6,13 +6,14 @@ from lama.losses.adversarial import (
     r1_penalty,
     resize_mask,
 )
-from lama.losses.feature_matching import FM_MASK_INTERPOLATIONS, feature_matching_loss
+from lama.losses.feature_matching import FM_MASK_INTERPOLATIONS, UNMASKED, feature_matching_loss
 from lama.losses.hrf import HRFPerceptualLoss, ResNet50DilatedEncoder
 from lama.losses.reconstruction import masked_l1_loss
 from lama.losses.total import LamaLoss, LossConfig
 
 __all__ = [
     "FM_MASK_INTERPOLATIONS",
+    "UNMASKED",
     "HRFPerceptualLoss",
     "LamaLoss",
     "LossConfig",

@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lama.config import ConfigError
 from lama.losses.adversarial import discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
-from lama.losses.feature_matching import FM_MASK_INTERPOLATIONS, feature_matching_loss
+from lama.losses.feature_matching import FM_MASK_INTERPOLATIONS, UNMASKED, feature_matching_loss
 from lama.losses.hrf import HRFPerceptualLoss
 from lama.losses.reconstruction import masked_l1_loss
-
-HRF_WEIGHTS = ("pretrained", "stand-in")
+from lama.stand_in import WEIGHT_MODES
 
 
 @dataclass
@@ -43,7 +43,7 @@ class LossConfig:
     gamma: float = 0.001
     l1_known: float = 10.0
     l1_missing: float = 0.0
-    mask_interp: str = "none"
+    mask_interp: str = UNMASKED
     # ADE20k encoder weights; "stand-in" is a seeded random network for offline runs, labelled wherever it is used.
     hrf_weights: str = "pretrained"
     hrf_seed: int = 0
@@ -54,15 +54,15 @@ class LossConfig:
         for name in ("kappa", "alpha", "beta", "gamma", "l1_known", "l1_missing"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
-                raise ValueError(f"loss.{name} must be a finite number >= 0, got {value!r}")
+                raise ConfigError(f"loss.{name} must be a finite number >= 0, got {value!r}")
         if self.mask_interp not in FM_MASK_INTERPOLATIONS:
-            raise ValueError(f"loss.mask_interp must be one of {', '.join(FM_MASK_INTERPOLATIONS)}, "
+            raise ConfigError(f"loss.mask_interp must be one of {', '.join(FM_MASK_INTERPOLATIONS)}, "
                              f"got {self.mask_interp!r}")
-        if self.hrf_weights not in HRF_WEIGHTS:
-            raise ValueError(f"loss.hrf_weights must be one of {', '.join(HRF_WEIGHTS)}, got {self.hrf_weights!r}")
+        if self.hrf_weights not in WEIGHT_MODES:
+            raise ConfigError(f"loss.hrf_weights must be one of {', '.join(WEIGHT_MODES)}, got {self.hrf_weights!r}")
         if self.hrf_bn_mode not in ("train", "eval"):
-            raise ValueError(f"loss.hrf_bn_mode must be 'train' or 'eval', got {self.hrf_bn_mode!r}")
-        if self.mask_interp != "none" and self.beta == 0:
+            raise ConfigError(f"loss.hrf_bn_mode must be 'train' or 'eval', got {self.hrf_bn_mode!r}")
+        if self.mask_interp != UNMASKED and self.beta == 0:
             warnings.warn(f"loss.mask_interp={self.mask_interp} has no effect: loss.beta=0 turns feature matching off",
                           stacklevel=2)
 

@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from lama.data.images import resize_short_side, to_rgb
-from lama.data.sources import list_files
 from lama.files import atomic_write, remove_temporaries, write_image
+from lama.imageio.images import resize_short_side, to_rgb
+from lama.imageio.listing import list_files
 from lama.journal import Journal
 from lama.masks.configs import EVAL_CONFIGS, EvalSetConfig, eval_set_config
 from lama.masks.generator import MaskGenerator

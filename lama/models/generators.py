@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +19,7 @@ from torch import nn
 
 from lama.models.ffc import FFC_BN_ACT, OUT_ACTIVATIONS, FFCResNetGenerator
 from lama.models.pix2pixhd import COMB_MODES, GlobalGenerator, MultidilatedConv
+from lama.safe_yaml import read_yaml
 
 # What a generator reads and writes (``lama.models.model_dir.generator_input``): an RGB image with its holes zeroed
 # plus the mask as a fourth channel in, the RGB prediction out.
@@ -28,36 +30,21 @@ MASKED_INPUT_CHANNELS = IMAGE_CHANNELS + 1
 STEM_PADDING = 3
 BOTTLENECK_PADDING = 1
 
-_FFC_075 = {"ratio_gin": 0.75, "ratio_gout": 0.75, "enable_lfu": False}
-_FFC_LOCAL = {"ratio_gin": 0, "ratio_gout": 0, "enable_lfu": False}
+# The paper's generators (Table 2), each an official config section in one YAML file of lama/configs/generator/,
+# which is also the pipeline's Hydra group ``generator``: preset name → file (the architecture's name in the tables).
+PRESET_FILES = {"lama-fourier": "fourier", "lama-dilated": "dilated", "lama-regular": "regular",
+                "lama-fourier-shallow": "shallow", "lama-regular-deep": "deep", "big-lama": "big-lama"}
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "generator"
+# What tells the paper's architectures apart (Table 2): the generator kind, then the number of residual blocks.
+IDENTITY_KEYS = ("kind", "n_blocks")
 
 
-def _fourier(n_blocks: int) -> dict[str, Any]:
-    return {
-        "kind": "ffc_resnet", "input_nc": MASKED_INPUT_CHANNELS, "output_nc": IMAGE_CHANNELS, "ngf": 64,
-        "n_downsampling": 3, "n_blocks": n_blocks, "add_out_act": "sigmoid", "init_conv_kwargs": dict(_FFC_LOCAL),
-        "downsample_conv_kwargs": dict(_FFC_LOCAL), "resnet_conv_kwargs": dict(_FFC_075),
-    }
+def _read_preset(name: str) -> dict[str, Any]:
+    return read_yaml(PRESET_DIR / f"{name}.yaml")
 
 
-def _regular(n_blocks: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": "pix2pixhd_global", "input_nc": MASKED_INPUT_CHANNELS, "output_nc": IMAGE_CHANNELS, "ngf": 64,
-        "n_downsampling": 3, "n_blocks": n_blocks, "conv_kind": "default", "add_out_act": "sigmoid", **extra,
-    }
+PRESETS: dict[str, dict[str, Any]] = {name: _read_preset(file) for name, file in PRESET_FILES.items()}
 
-
-# The paper's generators (Table 2) with the official parameter counts they must reproduce.
-PRESETS: dict[str, dict[str, Any]] = {
-    "lama-fourier": _fourier(9),  # 27,048,835 parameters
-    "big-lama": _fourier(18),  # 50,975,875
-    "lama-fourier-shallow": _fourier(6),  # 19,073,155
-    "lama-regular": _regular(9),  # 45,617,731
-    "lama-regular-deep": _regular(15),  # 73,947,715 (official big-lama-regular)
-    "lama-dilated": _regular(
-        9, kind="pix2pixhd_multidilated", multidilation_kwargs={"comb_mode": "cat_in", "dilation_num": 4}
-    ),  # 45,645,379
-}
 
 # Keyword arguments each official kind takes, and official options accepted only at their default value.
 _COMMON = {"input_nc", "output_nc", "ngf", "n_downsampling", "n_blocks", "add_out_act", "max_features"}
@@ -116,6 +103,20 @@ def generator_config(name_or_config: str | Mapping[str, Any]) -> dict[str, Any]:
 def effective_config(name_or_config: str | Mapping[str, Any]) -> dict[str, Any]:
     """The validated section with the builder's defaults for the top-level keys it leaves out: what is built."""
     return _with_defaults(generator_config(name_or_config))
+
+
+def architecture_of(name_or_config: str | Mapping[str, Any]) -> str | None:
+    """The architecture a generator is, by the paper's names (the files of ``PRESET_FILES``): the preset of its kind
+    and depth, else the base preset of its kind (a Fourier generator of another depth is still "fourier"); None for
+    an unknown kind. Widths and sampling depths do not count: profiles narrow them. A model dir records the result
+    (``lama.architecture`` in config.yaml)."""
+    section = PRESETS.get(name_or_config, {}) if isinstance(name_or_config, str) else name_or_config
+    for keys in (IDENTITY_KEYS, IDENTITY_KEYS[:1]):
+        found = [file for name, file in PRESET_FILES.items()
+                 if all(PRESETS[name][key] == section.get(key) for key in keys)]
+        if found:
+            return found[0]
+    return None
 
 
 def input_size_rule(name_or_config: str | Mapping[str, Any]) -> tuple[int, int]:

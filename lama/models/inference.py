@@ -13,10 +13,18 @@ import copy
 import torch
 from torch import nn
 
+from lama.config import ConfigError
 from lama.models.ffc import FFC_BN_ACT, FourierUnit
 from lama.models.pix2pixhd import MultidilatedConv
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DEFAULT_PRECISION = "fp32"
+
+
+def check_precision(precision: str, key: str = "precision") -> None:
+    """One line naming ``key`` unless ``precision`` is one that inference runs in."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{key}={precision!r}: expected one of {', '.join(PRECISIONS)}")
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
@@ -81,13 +89,12 @@ def fold_all_batchnorms(generator: nn.Module) -> nn.Module:
 def prepare_for_inference(
     generator: nn.Module,
     device: str | torch.device = "cpu",
-    precision: str = "fp32",
+    precision: str = DEFAULT_PRECISION,
     fold_norms: bool = True,
     channels_last: bool = False,
 ) -> nn.Module:
     """The generator as ``lama predict`` runs it: eval mode, norms folded, on ``device`` in ``precision``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision: {precision!r} is not supported; expected one of {sorted(PRECISIONS)}")
+    check_precision(precision)
     generator = fold_all_batchnorms(generator) if fold_norms else copy.deepcopy(generator).eval()
     generator = generator.to(device=device, dtype=PRECISIONS[precision])
     if channels_last:

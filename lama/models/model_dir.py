@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from lama.files import atomic_write
-from lama.models.generators import build_generator, generator_config
+from lama.models.generators import architecture_of, build_generator, generator_config
 from lama.safe_load import load_checkpoint_file
 from lama.safe_yaml import YamlFileError, read_yaml
 
@@ -136,7 +136,9 @@ def official_config(
     generator: Mapping[str, Any], discriminator: Mapping[str, Any] | None = None, run_title: str = "lama-lab",
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A config.yaml body that official tools accept for prediction (their loader reads these sections)."""
+    """A config.yaml body that official tools accept for prediction (their loader reads these sections). Ours
+    add a ``lama`` section that they ignore: it records the architecture (``architecture_of``) and what ``extra``
+    gives."""
     config: dict[str, Any] = {
         "run_title": run_title,
         "training_model": {"kind": "default", "visualize_each_iters": 1000, "concat_mask": True,
@@ -148,6 +150,7 @@ def official_config(
     if discriminator is not None:
         config["discriminator"] = dict(discriminator)
     config.update(extra or {})
+    config["lama"] = {"architecture": architecture_of(generator), **(config.get("lama") or {})}
     return config
 
 

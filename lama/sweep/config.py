@@ -10,7 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lama.train.config import BEST_METRICS, ConfigError
+from lama.config import ConfigError, check_choices, check_positive
+from lama.train.config import BEST_METRICS
 
 # The paper's four loss weights (Sec. 3.3), by their names in ``loss``.
 COORDINATES = ("kappa", "alpha", "beta", "gamma")
@@ -72,13 +73,9 @@ class SweepConfig:
                               "value sits in the middle)")
         if not 1 < self.grid_factor < math.inf:
             raise ConfigError(f"sweep.grid_factor={self.grid_factor}: expected a finite number > 1")
-        positive = ("beam_width", "max_rounds", "steps", "val_every", "heartbeat_interval", "grace_period")
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ConfigError(f"sweep.{key}={getattr(self, key)}: expected a positive integer")
-        for key in ("max_retries", "pruner_startup_trials", "pruner_warmup_steps"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"sweep.{key}={getattr(self, key)}: expected an integer >= 0")
+        check_positive("sweep", self, ("beam_width", "max_rounds", "steps", "val_every", "heartbeat_interval",
+                                       "grace_period"))
+        check_positive("sweep", self, ("max_retries", "pruner_startup_trials", "pruner_warmup_steps"), minimum=0)
         if not 0 <= self.min_improvement < math.inf:
             raise ConfigError(f"sweep.min_improvement={self.min_improvement}: expected a number >= 0")
         if not 0 < self.poll_seconds < math.inf:
@@ -86,10 +83,7 @@ class SweepConfig:
         if self.grace_period <= self.heartbeat_interval:
             raise ConfigError(f"sweep.grace_period={self.grace_period}: expected more than heartbeat_interval "
                               f"({self.heartbeat_interval})")
-        choices = {"metric": BEST_METRICS, "objective": OBJECTIVES, "pruner": PRUNERS}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"sweep.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
+        check_choices("sweep", self, {"metric": BEST_METRICS, "objective": OBJECTIVES, "pruner": PRUNERS})
         optimum = self.closed_form.optimum
         if sorted(optimum) != sorted(COORDINATES) or not all(0 < value < math.inf for value in optimum.values()):
             raise ConfigError(f"sweep.closed_form.optimum={dict(optimum)}: expected positive values for "

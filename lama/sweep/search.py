@@ -19,19 +19,19 @@ import socket
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
 
+from lama.config import ConfigError
 from lama.sweep.config import COORDINATES, SweepConfig, check_weights
 from lama.sweep.interrupt import check, interruptible, protected, stop_on_signals
 from lama.sweep.objective import Objective, TrainingObjective, TrialContext, closed_form
 from lama.sweep.plan import Plan, SearchSpec, StageId, make_plan, setting_key
 from lama.sweep.storage import ERROR, TRANSIENT, SearchStorage, heartbeat, open_storage, redact
 from lama.sweep.tracking import PARENT_TAG, SweepTracking
-from lama.train.config import MAXIMISED, ConfigError
+from lama.train.config import MAXIMISED
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,6 @@ log = logging.getLogger(__name__)
 # signals (lama.signals.Interrupted, TrialInterruptedError). A trial's weights are valid by construction, so a
 # ConfigError inside a trial is about the run it trains (its data, its paths).
 ENVIRONMENT = (ConfigError, OSError, KeyboardInterrupt, SystemExit)
-
-
-def default_storage(root: str | Path | None = None) -> str:
-    """SQLite beside the repository's MLflow store; DVC_ROOT names the repository inside DVC's temp copies."""
-    root = Path(root or os.environ.get("DVC_ROOT") or Path.cwd()).absolute()
-    return f"sqlite:///{root / 'optuna.db'}"
 
 
 def maximized(config: SweepConfig) -> bool:
@@ -103,13 +97,12 @@ def _open(config: SweepConfig, name: str, storage_url: str, initial: dict[str, f
     return Search(name, config, spec_of(config, initial), searched, base, _tracking(base))
 
 
-def start_search(config: SweepConfig, base: dict[str, Any], run: str, storage_url: str | None = None) -> Search:
+def start_search(config: SweepConfig, base: dict[str, Any], run: str, storage_url: str) -> Search:
     """Create the search ``config`` describes, or reopen it: the same definition resumes where it stopped."""
     initial = check_weights(base.get("loss", {}), config.coordinates, "loss")
     identity = {"sweep": config.identity(), "initial": initial,
                 "training": _training_identity(base) if config.objective == "training" else None}
     name = search_name(config, run, identity)
-    storage_url = storage_url or config.storage or default_storage()
     search = _open(config, name, storage_url, initial, base)
     record = {"identity": identity, "config": asdict(config), "initial": initial, "base": base, "run": run,
               "storage": redact(storage_url)}

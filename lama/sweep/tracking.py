@@ -12,7 +12,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from lama.tracking import _client, _experiment_id, _now_ms, flatten_config
+from lama.tracking.client import get_or_create_experiment_id, mlflow_client, now_ms
+from lama.tracking.flatten import flatten_config
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,10 @@ STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "inter
 class SweepTracking:
     def __init__(self, uri: str, experiment: str) -> None:
         self.uri, self.experiment = uri, experiment
-        self.client = _client(uri)
+        self.client = mlflow_client(uri)
 
     def start_parent(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        experiment_id = _experiment_id(self.client, self.experiment, self.uri)
+        experiment_id = get_or_create_experiment_id(self.client, self.experiment, self.uri)
         run = self.client.create_run(experiment_id, run_name=name, tags={"lama.sweep": name, **tags})
         self._log(run.info.run_id, params=flatten_config(dict(params)))
         return run.info.run_id
@@ -42,7 +43,7 @@ class SweepTracking:
         training's run too (a signal may have come before the training could end it)."""
         try:
             if run_id is None:
-                experiment_id = _experiment_id(self.client, self.experiment, self.uri)
+                experiment_id = get_or_create_experiment_id(self.client, self.experiment, self.uri)
                 run_id = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags)).info.run_id
                 owned = True
             else:
@@ -64,7 +65,7 @@ class SweepTracking:
         metrics += [("best_objective", best, step) for step, (_, best) in enumerate(trajectory)]
         from mlflow.entities import Metric
 
-        now = _now_ms()
+        now = now_ms()
         for start in range(0, len(metrics), 900):  # MLflow takes at most 1000 metrics per batch
             batch = metrics[start:start + 900]
             self.client.log_batch(run_id, metrics=[Metric(key, float(v), now, step) for key, v, step in batch])
@@ -85,7 +86,7 @@ class SweepTracking:
         from mlflow.entities import Metric, Param, RunTag
 
         logged = self.client.get_run(run_id).data.params
-        now = _now_ms()
+        now = now_ms()
         self.client.log_batch(
             run_id,
             metrics=[Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()],

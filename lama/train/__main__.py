@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 1 a loss went non-finite, 2 bad config or input, 128 + signal when interrupted (saved)."""
+    from lama.config import ConfigError
     from lama.signals import Interrupted, stop_signals_raise
-    from lama.train import ConfigError, NonFiniteLossError, load_config, train
+    from lama.train import NonFiniteLossError, load_config, train
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     path = arguments.pop(0) if arguments and "=" not in arguments[0] else None

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
+from lama.config import ConfigError, build, check_choices, check_positive, read_layer
 from lama.data.loader import LoaderConfig
+from lama.eval.fid import FID_METHODS
 from lama.losses.total import LossConfig
 from lama.models.generators import (
     IMAGE_CHANNELS,
@@ -26,19 +27,14 @@ from lama.models.generators import (
     generator_config,
     input_size_rule,
 )
-from lama.safe_yaml import YamlFileError, read_omegaconf
+from lama.stand_in import WEIGHT_MODES
 
 RESUME_MODES = ("auto", "never", "same-config")
-PRECISIONS = ("auto", "no", "bf16")
-EVAL_WEIGHTS = ("pretrained", "stand-in")
-FID_METHODS = ("svd", "sqrtm")
+# Accelerate's mixed_precision values that a run may take (auto: bf16 on a GPU that supports it, else no).
+MIXED_PRECISIONS = ("auto", "no", "bf16")
 # Higher is better for these; the rest (fid, lpips) are minimised.
 MAXIMISED = ("ssim", "psnr", "ssim_fid100_f1", "lpips_fid100_f1", "hole_ssim", "hole_psnr")
 BEST_METRICS = (*MAXIMISED, "fid", "lpips")
-
-
-class ConfigError(ValueError):
-    """A config key, type or value is wrong; the message names the key."""
 
 
 @dataclass
@@ -98,26 +94,6 @@ class DataConfig:
             raise ConfigError(f"data.val_batch_size={self.val_batch_size}: expected a positive integer")
         if self.val_limit is not None and self.val_limit < 2:
             raise ConfigError(f"data.val_limit={self.val_limit}: expected null or >= 2 (FID needs two images)")
-        self._check_crop_for_augment()
-        try:
-            self.loader.validate()
-        except ValueError as error:
-            raise ConfigError(f"data.loader.{error}") from None
-        crop = self.loader.crop_size
-        try:
-            self.loader.mask_generator().check_size(crop, crop)
-        except ValueError as error:
-            raise ConfigError(f"data.loader.crop_size={crop}: too small for data.loader.masks={self.loader.masks} "
-                              f"(scale_masks={str(self.loader.scale_masks).lower()}): {error}") from None
-
-    def _check_crop_for_augment(self) -> None:
-        """The crop against the augmentation, named by the loader's keys (the loader's own check names
-        AugmentConfig's); a crop that is no positive int is left to the loader's check."""
-        loader, augment = self.loader, self.loader.augment_config
-        if isinstance(loader.crop_size, int) and 1 <= loader.crop_size < augment.min_crop_size:
-            raise ConfigError(f"data.loader.crop_size={loader.crop_size}: expected >= {augment.min_crop_size} with "
-                              f"data.loader.augment={loader.augment}: its CLAHE cuts the crop into "
-                              f"{augment.clahe_grid}x{augment.clahe_grid} tiles")
 
 
 @dataclass
@@ -147,19 +123,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.mixed_precision == "False":  # YAML 1.1 reads a bare `no` (train.mixed_precision=no) as false
             self.mixed_precision = "no"
-        for key in ("steps", "save_every", "keep_states", "val_every", "log_every", "sample_every"):
-            value = getattr(self, key)
-            if value < 1:
-                raise ConfigError(f"train.{key}={value}: expected a positive integer")
-        if self.sample_count < 0:
-            raise ConfigError(f"train.sample_count={self.sample_count}: expected an integer >= 0")
+        check_positive("train", self, ("steps", "save_every", "keep_states", "val_every", "log_every", "sample_every"))
+        check_positive("train", self, ("sample_count",), minimum=0)
         if self.resume not in RESUME_MODES and not Path(self.resume).is_dir():
             raise ConfigError(f"train.resume={self.resume!r}: expected auto, never or an existing state dir")
-        choices = {"mixed_precision": PRECISIONS, "best_metric": BEST_METRICS, "eval_weights": EVAL_WEIGHTS,
-                   "fid_method": FID_METHODS}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"train.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
+        check_choices("train", self, {"mixed_precision": MIXED_PRECISIONS, "best_metric": BEST_METRICS,
+                                      "eval_weights": WEIGHT_MODES, "fid_method": FID_METHODS})
 
 
 @dataclass
@@ -242,36 +211,10 @@ def config_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> s
     return None if found is None else f"{found[0]}: {found[1]!r} -> {found[2]!r}"
 
 
-def parse_overrides(overrides: Sequence[str]) -> DictConfig:
-    """``key=value`` strings as a config layer; a string without ``=`` is a one-line error naming it."""
-    for override in overrides:
-        if "=" not in override:
-            raise ConfigError(f"{override!r}: expected key=value")
-    return OmegaConf.from_dotlist(list(overrides))
-
-
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
                 base: Mapping[str, Any] | None = None) -> RunConfig:
     """Defaults, then ``base``, then the YAML file at ``path``, then ``key=value`` overrides; validated."""
-    layers: list[Any] = [OmegaConf.structured(RunConfig)]
-    if base is not None:
-        layers.append(OmegaConf.create(dict(base)))
+    layers: list[Any] = [] if base is None else [base]
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            layers.append(read_omegaconf(path))
-        except YamlFileError as error:
-            raise ConfigError(str(error)) from None
-    try:
-        layers.append(parse_overrides(overrides))
-        merged = OmegaConf.merge(*layers)
-        config = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None)
-        raise ConfigError(f"{key + ': ' if key else ''}{str(error).splitlines()[0]}") from None
-    except ValueError as error:  # a section's own check (LossConfig and the like)
-        raise ConfigError(str(error).splitlines()[0]) from None
-    assert isinstance(config, RunConfig)
-    return config
+        layers.append(read_layer(path))
+    return build(RunConfig, layers, overrides)

@@ -30,6 +30,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import gather_object, set_seed
 from tqdm import tqdm
 
+from lama.config import ConfigError
 from lama.data.loader import TrainLoader
 from lama.eval.metrics import ValidationMetrics, labelled_name
 from lama.files import atomic_write, write_image
@@ -37,7 +38,7 @@ from lama.models.model_dir import save_model_dir
 from lama.safe_yaml import read_yaml
 from lama.signals import stop_requests
 from lama.tracking import TRACKING_REFERENCE, Tracker, run_tags
-from lama.train.config import MAXIMISED, ConfigError, RunConfig, config_difference
+from lama.train.config import MAXIMISED, RunConfig, config_difference
 from lama.train.state import StateStore, TrainProgress
 from lama.train.step import GanStep
 from lama.train.validation import ValidationSet, sample_grid, validate

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from lama.eval.metrics import ValidationMetrics
-from lama.predict import MaskImagePair, find_pairs, read_image, read_mask
+from lama.imageio.eval_layout import MaskImagePair, find_pairs, read_image, read_mask
 
 
 class ValidationSet(Dataset):

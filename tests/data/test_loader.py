@@ -182,11 +182,11 @@ def test_bad_loader_input_fails_with_the_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no training shards"):
         find_shards([])
     with pytest.raises(ValueError, match="window_size=16: expected >= crop_size"):
-        LoaderConfig(crop_size=32, window_size=16).validate()
+        LoaderConfig(crop_size=32, window_size=16)
     with pytest.raises(ValueError, match="augment_on='gpu': expected one of auto, loader, device"):
-        LoaderConfig(augment_on="gpu").validate()
+        LoaderConfig(augment_on="gpu")
     with pytest.raises(ValueError, match="batch_size=0"):
-        LoaderConfig(batch_size=0).validate()
+        LoaderConfig(batch_size=0)
     data = _dataset(tmp_path, 4, 4)
     with pytest.raises(ValueError, match="rank=1, world_size=None: give both or neither"):
         TrainLoader(data, LoaderConfig(**SMALL), rank=1)

@@ -19,8 +19,8 @@ from lama.eval.bins import BIN_NAMES, area_bin_indices, bin_members, format_tsv,
 from lama.eval.evaluator import EvaluateOptions, evaluate_predictions
 from lama.eval.metrics import ValidationMetrics
 from lama.eval.provenance import ProvenanceError, describe_model_dir
+from lama.imageio.eval_layout import read_mask
 from lama.models import InpaintingModel, build_generator, generator_config, save_model_dir
-from lama.predict import read_mask
 from tests.eval import single_thread, write_eval_set
 
 EXPECTED_BIN_NAMES = ("0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "60-70%", "70-80%", "80-90%",
@@ -304,6 +304,16 @@ def test_paper_architectures_from_official_configs(tmp_path: Path, preset: str, 
     assert (info["architecture"], info["parameters"]) == (architecture, parameters)
     assert info["train_masks"] is None and info["mask_interp"] is None  # no train_config.yaml: not recorded
     assert info["recipe"] is None and info["classical"] is None
+
+
+def test_the_recorded_architecture_is_read_not_derived(tmp_path: Path) -> None:
+    """A model dir that records its architecture is described by the record; one without it (above) by its
+    generator section."""
+    section = generator_config("lama-fourier")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"generator": section, "lama": {"architecture": "shallow"}}))
+    assert describe_model_dir(tmp_path)["architecture"] == "shallow"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"generator": section, "lama": {"architecture": "unknown"}}))
+    assert describe_model_dir(tmp_path)["architecture"] == "fourier"
 
 
 def test_a_classical_baseline_is_described_by_its_method(tmp_path: Path) -> None:

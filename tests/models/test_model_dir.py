@@ -148,6 +148,18 @@ def test_saved_model_dir_round_trips(tmp_path: Path, preset: str) -> None:
         assert torch.equal(model(x, mask), loaded(x, mask))
 
 
+@pytest.mark.parametrize(("preset", "blocks", "architecture"), [
+    ("big-lama", 18, "big-lama"), ("lama-regular-deep", 15, "deep"), ("lama-dilated", 9, "dilated"),
+    ("big-lama", 2, "fourier"),  # another depth of a kind: the kind's base architecture
+])
+def test_a_saved_model_dir_records_its_architecture(tmp_path: Path, preset: str, blocks: int,
+                                                    architecture: str) -> None:
+    config = dict(generator_config(preset), ngf=4, n_blocks=blocks)  # the width does not change the architecture
+    save_model_dir(InpaintingModel(build_generator(config), config), tmp_path, extra_config={"lama": {"run": 1}})
+    recorded = yaml.safe_load((tmp_path / "config.yaml").read_text())["lama"]
+    assert recorded == {"architecture": architecture, "run": 1}
+
+
 def test_saved_model_dir_is_readable_the_official_way(tmp_path: Path) -> None:
     """Official tools: yaml.safe_load the config, plain torch.load (weights_only by default), keys non-strict."""
     config = _tiny("big-lama")

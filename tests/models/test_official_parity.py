@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from lama.imageio.eval_layout import read_image, read_mask
 from lama.models import load_model, prepare_for_inference
-from lama.predict import pad_bottom_right, read_image, read_mask
+from lama.predict import pad_bottom_right
 from tests.conftest import FIXTURE_MODELS
 
 SAMPLE = "s_rings_mask001"

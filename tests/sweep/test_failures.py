@@ -17,9 +17,9 @@ from optuna.trial import TrialState
 from lama.cli import main
 from lama.signals import Interrupted
 from lama.sweep.objective import TrialInterruptedError, closed_form
-from lama.sweep.pipeline import run_search
 from lama.sweep.results import finish
 from lama.sweep.search import start_search, work
+from lama.sweep.session import run_search
 from lama.sweep.storage import KEY, TRANSIENT
 from tests.sweep.conftest import OPTIMUM, ended_trials, quick_base, quick_config, storage_url
 

@@ -12,12 +12,12 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from lama.config import ConfigError
 from lama.sweep.objective import closed_form
 from lama.sweep.plan import setting_key
 from lama.sweep.results import finish, render_loss_config
 from lama.sweep.search import start_search, work
 from lama.sweep.storage import KEY, TRANSIENT
-from lama.train.config import ConfigError
 from tests.sweep.conftest import OPTIMUM, ended_trials, quick_base, quick_config, storage_url
 
 

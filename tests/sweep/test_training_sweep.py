@@ -11,11 +11,11 @@ import mlflow
 import pytest
 from optuna.trial import TrialState
 
-from lama.config import compose_params
+from lama.pipeline.params import compose_params
 from lama.sweep.config import SweepConfig
 from lama.sweep.objective import slug
-from lama.sweep.pipeline import run_search
 from lama.sweep.search import start_search
+from lama.sweep.session import run_search
 from lama.sweep.storage import KEY
 from lama.train.config import load_config
 from tests.train.conftest import embedded_data, tiny_config  # noqa: F401 (the fixture)

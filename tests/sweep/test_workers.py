@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lama.config import compose_params
+from lama.pipeline.params import compose_params
 from lama.sweep.config import PAPER_WEIGHTS
 from lama.sweep.storage import DUPLICATE, KEY, TRANSIENT, WORKER
 from tests.sweep.conftest import QUICK, START

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lama.config import load_params, run_config
 from lama.data.loader import TrainLoader
+from lama.pipeline.params import load_params, run_config
 from lama.train.config import RunConfig
 from lama.train.diagnose import overfit_batch
 from tests.train.conftest import REPO
@@ -26,9 +26,8 @@ HRF_DOMINANCE = 1000
 
 def sample_config(data: Path, out_dir: Path, *overrides: str) -> RunConfig:
     """The sample profile's run as params.yaml has it, on 64² crops (a quarter of the cost, the same recipe)."""
-    _, raw = load_params(REPO / "params.yaml")
-    return run_config(raw, "lama", data, None, out_dir, ["data.loader.crop_size=64", "data.loader.num_workers=0",
-                                                         *overrides])
+    return run_config(load_params(REPO / "params.yaml"), "lama", data, None, out_dir,
+                      ["data.loader.crop_size=64", "data.loader.num_workers=0", *overrides])
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,17 @@ import torch
 import yaml
 from accelerate import Accelerator
 
+from benchmarks.plain_loop import plain_step
+from lama.config import ConfigError
 from lama.losses.total import LamaLoss, LossConfig
 from lama.models.discriminator import NLayerDiscriminator
 from lama.models.generators import build_generator
 from lama.models.model_dir import InpaintingModel, load_model
-from lama.train import ConfigError, NonFiniteLossError, load_config, train
+from lama.train import NonFiniteLossError, load_config, train
 from lama.train.config import config_difference
 from lama.train.loop import resolve_precision
 from lama.train.step import GanStep
 from tests.train.conftest import TINY_GENERATOR, tiny_config
-from tests.train.plain_loop import plain_step
 
 
 @pytest.mark.parametrize(("override", "message"), [

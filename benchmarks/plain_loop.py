@@ -17,17 +17,19 @@ def plain_step(generator: nn.Module, discriminator: nn.Module, loss: LamaLoss, g
         parameter.requires_grad = False
     predicted = generator(image, mask)
     generator_total = loss.generator_loss(image, mask, predicted, discriminator)["total"]
-    generator_optimizer.zero_grad()
-    generator_total.backward()
-    torch.nn.utils.clip_grad_norm_(generator.parameters(), grad_clip)
-    generator_optimizer.step()
+    _update(generator, generator_optimizer, generator_total, grad_clip)
     for parameter in discriminator.parameters():
         parameter.requires_grad = True
     with torch.no_grad():
         predicted = generator(image, mask)
     discriminator_total = loss.discriminator_loss(image, mask, predicted, discriminator)["total"]
-    discriminator_optimizer.zero_grad()
-    discriminator_total.backward()
-    torch.nn.utils.clip_grad_norm_(discriminator.parameters(), grad_clip)
-    discriminator_optimizer.step()
+    _update(discriminator, discriminator_optimizer, discriminator_total, grad_clip)
     return generator_total.item(), discriminator_total.item()
+
+
+def _update(network: nn.Module, optimizer: torch.optim.Optimizer, total: torch.Tensor, grad_clip: float) -> None:
+    """One optimiser step on ``total`` with the gradient norm clipped, as Lightning's ``gradient_clip_val`` does."""
+    optimizer.zero_grad()
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(network.parameters(), grad_clip)
+    optimizer.step()

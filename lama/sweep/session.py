@@ -1,40 +1,20 @@
-"""``lama sweep`` and the sweep stage: the search of ``params.yaml``'s ``sweep`` section over one of its runs."""
+"""Work on a search until it ends, or join one that another process opened: what ``lama sweep`` and the sweep
+stage do with a :class:`~lama.sweep.search.Search`, wherever it came from."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import optuna
-from omegaconf import DictConfig
 
-from lama.config import PREPARED_DIR, PipelineParams, mask_set_dir, pipeline_tracking_uri, run_config
+from lama.config import ConfigError
 from lama.sweep.results import finish
-from lama.sweep.search import Search, default_storage, join_search, start_search, work
+from lama.sweep.search import Search, join_search, work
 from lama.sweep.storage import RECORD, open_storage, redact
-from lama.train.config import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def open_from_params(params: PipelineParams, raw: DictConfig, storage: str | None = None,
-                     name: str | None = None) -> Search:
-    """Open (or resume) the search of ``params.sweep`` on the training of run ``sweep.run``."""
-    config = replace(params.sweep, name=name or params.sweep.name, storage=storage or params.sweep.storage)
-    run = config.run or params.run_names[0]
-    if run not in params.runs:
-        raise ConfigError(f"sweep.run={run!r}: expected one of {', '.join(params.runs)}")
-    if config.objective == "training" and params.data.val_mask_set is None:
-        raise ConfigError("sweep: the objective is a validation metric, but data.val_mask_set is null")
-    val_dir = None if params.data.val_mask_set is None else mask_set_dir("val", params.data.val_mask_set)
-    if val_dir is not None and config.objective == "training" and not val_dir.is_dir():
-        raise FileNotFoundError(f"{val_dir}: the validation mask set is missing; run 'dvc repro val_masks' first")
-    base = run_config(raw, run, PREPARED_DIR, val_dir, Path(config.trials_dir) / "base",
-                      [f"tracking.uri={pipeline_tracking_uri(params)}"]).to_dict()
-    return start_search(config, base, run, config.storage or default_storage())
 
 
 def run_search(search: Search) -> dict[str, Any]:

@@ -16,9 +16,12 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from lama.files import atomic_write
-from lama.predict import MaskImagePair, find_pairs, open_image
+from lama.imageio.eval_layout import MaskImagePair, find_pairs, open_image
 
+# The report's marks, wherever a value is shown: computed with a stand-in network; of a model trained with another
+# loss than the paper's.
 STAND_IN_MARK = "†"
+RECIPE_MARK = "§"
 METRIC_TITLES = {"fid": "FID", "lpips": "LPIPS"}
 NO_DATA_TEXT = "no evaluations at several resolutions yet"
 ONE_SIZE_TEXT = "only one resolution evaluated so far"

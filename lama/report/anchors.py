@@ -13,8 +13,8 @@ from typing import Any
 
 from lama.baselines import LABELS as CLASSICAL_LABELS
 from lama.baselines import METHODS
-from lama.eval.evaluations import Evaluation, Picker, choose_size
 from lama.eval.provenance import MASK_SET_KINDS
+from lama.report.evaluations import Evaluation, Picker, choose_size
 
 TITLE = "Sanity anchors — hole SSIM and PSNR, trained models against classical baselines"
 # Metric -> (column title, decimals); both higher is better.

@@ -1,4 +1,5 @@
-"""Evaluation files (``lama-eval/1``, written by ``lama evaluate``) as the report reads them, checked field by field.
+"""Evaluation files (``lama-eval/1``, written by ``lama evaluate``) as the report reads them: through the schema
+``lama.eval.schema``, then as the ``Evaluation`` records the tables select from.
 
 A file that claims the format but has a wrong field is an error naming the file and the key; other JSON found under a
 results folder is not ours and is skipped. When several evaluations fit one table cell, the first by path is used
@@ -10,19 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lama.eval.evaluator import FORMAT as EVAL_FORMAT
 from lama.eval.metrics import STAND_IN_SUFFIX, affected_by_stand_ins
-from lama.eval.provenance import MASK_SET_KINDS
+from lama.eval.schema import EVAL_FORMAT, EvaluationFile, SchemaError, from_json
+from lama.losses.feature_matching import UNMASKED
 
 logger = logging.getLogger(__name__)
 
 PREFERRED_SIZE = 512  # the paper's Places resolution
-STAND_IN_NETWORKS = ("lpips", "fid")
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Evaluation:
     model_label: str
     architecture: str | None
     train_masks: str  # null in the file counts as "wide", the default training masks
-    mask_interp: str  # null counts as "none", the paper's behaviour
+    mask_interp: str  # null counts as UNMASKED, the paper's behaviour
     parameters: int | None
     stand_in_networks: tuple[str, ...]
     n: int
@@ -113,83 +112,31 @@ def _read_evaluation(path: Path, named: bool) -> Evaluation | None:
     return parse_evaluation(data, path)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number_or_null(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
-def _one_of(*allowed: object) -> Callable[[Any], bool]:
-    return lambda value: value in allowed
-
-
-def _str_or_null(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-def _strings_or_null(value: Any) -> bool:
-    return value is None or (isinstance(value, list) and all(isinstance(item, str) for item in value))
-
-
-def _require(path: Path, data: Mapping, key: str, accept: Callable[[Any], bool], expected: str) -> Any:
-    """The value at a dotted key, or a one-line ValueError naming the file and the key that is wrong."""
-    node: Any = data
-    parts = key.split(".")
-    for depth, part in enumerate(parts):
-        if not isinstance(node, dict):
-            raise ValueError(f"{path}: key '{'.'.join(parts[:depth])}' must be an object, got {node!r:.60}")
-        if part not in node:
-            raise ValueError(f"{path}: key '{key}' is missing (expected {expected})")
-        node = node[part]
-    if not accept(node):
-        raise ValueError(f"{path}: key '{key}' must be {expected}, got {node!r:.60}")
-    return node
-
-
 def parse_evaluation(data: Mapping, path: Path) -> Evaluation:
-    """Check the fields the report uses and turn them into an ``Evaluation``; ValueError names the wrong key."""
-    def need(key: str, accept: Callable[[Any], bool], expected: str) -> Any:
-        return _require(path, data, key, accept, expected)
-
-    kinds = f"one of {[*MASK_SET_KINDS, None]}"
-    metrics = need("metrics", lambda value: isinstance(value, dict), "an object of metric values")
-    for name in metrics:
-        need(f"metrics.{name}", _is_number_or_null, "a number or null")
-    stand_in = need("stand_in", lambda value: isinstance(value, list), f"a list of {list(STAND_IN_NETWORKS)}")
-    for index, network in enumerate(stand_in):
-        if network not in STAND_IN_NETWORKS:
-            raise ValueError(f"{path}: key 'stand_in[{index}]' must be one of {list(STAND_IN_NETWORKS)}, "
-                             f"got {network!r:.60}")
-    def may(key: str, accept: Callable[[Any], bool], expected: str) -> Any:
-        """A key that files written before it existed lack: absent reads as null."""
-        parent, _, leaf = key.rpartition(".")
-        return need(key, accept, expected) if leaf in (data.get(parent) or {}) else None
-
-    model_path = need("model.path", _str_or_null, "a string or null")
-    model_name = need("model.name", _str_or_null, "a string or null")
-    architecture = need("model.architecture", _str_or_null, "a string or null")
+    """Read ``data`` through the schema and turn it into an ``Evaluation``; ValueError names the file and the key."""
+    try:
+        document = from_json(EvaluationFile, data)
+    except SchemaError as error:
+        raise ValueError(f"{path}: {error}") from None
+    model, mask_set = document.model, document.mask_set
     return Evaluation(
         source=path,
-        mask_set=need("mask_set.name", lambda value: isinstance(value, str) and value != "", "a non-empty string"),
-        mask_kind=need("mask_set.kind", _one_of(*MASK_SET_KINDS, None), kinds),
-        mask_size=need("mask_set.size", lambda value: value is None or (_is_int(value) and value > 0),
-                       "a positive integer or null"),
-        mask_dir=_data_path(need("mask_set.path", lambda value: isinstance(value, str), "a string"), path),
-        predictions_dir=_data_path(need("predictions", lambda value: isinstance(value, str), "a string"), path),
-        model_label=model_name or (Path(model_path).name if model_path else None) or architecture or path.stem,
-        architecture=architecture,
+        mask_set=mask_set.name,
+        mask_kind=mask_set.kind,
+        mask_size=mask_set.size,
+        mask_dir=_data_path(mask_set.path, path),
+        predictions_dir=_data_path(document.predictions, path),
+        model_label=model.name or (Path(model.path).name if model.path else None) or model.architecture or path.stem,
+        architecture=model.architecture,
         # Any training-mask config or interpolation is a valid record; only the paper's ones fill table rows.
-        train_masks=need("model.train_masks", _str_or_null, "a string or null") or "wide",
-        mask_interp=need("model.mask_interp", _str_or_null, "a string or null") or "none",
-        parameters=need("model.parameters", lambda value: value is None or _is_int(value), "an integer or null"),
-        stand_in_networks=tuple(stand_in),
-        n=need("n", lambda value: _is_int(value) and value >= 0, "a non-negative integer"),
-        metrics=dict(metrics),
-        classical=may("model.classical", _str_or_null, "a string or null"),
-        recipe=None if (recipe := may("model.recipe", _strings_or_null, "a list of strings or null")) is None
-        else tuple(recipe),
+        train_masks=model.train_masks or "wide",
+        mask_interp=model.mask_interp or UNMASKED,
+        parameters=model.parameters,
+        stand_in_networks=tuple(document.stand_in),
+        n=document.n,
+        metrics=dict(document.metrics),
+        classical=model.classical,
+        recipe=None if model.recipe is None else tuple(model.recipe),
     )
 
 

@@ -1,0 +1,152 @@
+"""``build_report``: read the evaluations, fill the anchors, the tables and Fig. 6, draw the figure and the sample
+grids, and write ``tables.md`` and ``report.json`` (every cell, machine-readable) into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lama.eval.schema import EVAL_FORMAT
+from lama.files import atomic_write
+from lama.report.anchors import AnchorTable, anchor_json, build_anchor_table
+from lama.report.evaluations import Evaluation, Picker, load_evaluations
+from lama.report.figures import ResolutionSeries, write_resolution_figure
+from lama.report.markdown import report_markdown
+from lama.report.paper import FIG6_NOTE, PAPER_EVAL_NOTE
+from lama.report.samples import GridResult, write_sample_grids
+from lama.report.tables import MISSING, TABLE_SPECS, Table, build_table, resolution_series
+
+logger = logging.getLogger(__name__)
+
+REPORT_FORMAT = "lama-report/1"
+MARKDOWN_NAME = "tables.md"
+JSON_NAME = "report.json"
+FIGURE_NAME = "fig6_resolution.png"
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What ``build_report`` wrote, in numbers; ``str()`` is the one-line summary the CLI prints."""
+
+    out_dir: Path
+    markdown: Path
+    json: Path
+    figure: Path
+    tables: int
+    figures: int
+    sample_grids: int
+    skipped_grids: int
+    evaluations: int
+    missing_cells: int  # metric cells (one FID or LPIPS value) with no evaluation behind them
+
+    def __str__(self) -> str:
+        text = (f"{_count(self.tables, 'table')}, {_count(self.figures, 'figure')}, "
+                f"{_count(self.sample_grids, 'sample grid')} from {_count(self.evaluations, 'evaluation')}; "
+                f"{_count(self.missing_cells, 'cell')} missing")
+        if self.skipped_grids:
+            text += f"; {_count(self.skipped_grids, 'sample grid')} skipped"
+        return text
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def build_report(results: Sequence[str | Path], out_dir: str | Path, *, table_size: int | None = None,
+                 samples: int = 4, progress: bool = False) -> ReportSummary:
+    """Read evaluations, rebuild Tables 1, 2, 4, the mask_interp table, Fig. 6 and sample grids into ``out_dir``."""
+    if samples < 0:
+        raise ValueError(f"samples must be >= 0, got {samples}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluations = load_evaluations(results)
+    if not evaluations:
+        logger.warning("no %s evaluation files in %s: every table cell will be missing", EVAL_FORMAT,
+                       ", ".join(map(str, results)))
+    picker = Picker()
+    anchors = build_anchor_table(evaluations, table_size, picker)
+    tables = [build_table(spec, evaluations, table_size, picker) for spec in TABLE_SPECS]
+    series = resolution_series(evaluations, picker)
+    write_resolution_figure(series, out / FIGURE_NAME)
+    used = _evaluations_shown(anchors, tables, evaluations)
+    grids = write_sample_grids(used, out, samples, progress) if samples else []
+    summary = ReportSummary(
+        out_dir=out, markdown=out / MARKDOWN_NAME, json=out / JSON_NAME, figure=out / FIGURE_NAME,
+        tables=len(tables), figures=1, sample_grids=sum(grid.path is not None for grid in grids),
+        skipped_grids=sum(grid.path is None for grid in grids), evaluations=len(evaluations),
+        missing_cells=sum(cell.status == MISSING for table in tables for cell in table.cells()),
+    )
+    markdown = report_markdown(anchors, tables, series, grids, str(summary), FIGURE_NAME, samples)
+    atomic_write(summary.markdown, lambda handle: handle.write(markdown.encode("utf-8")))
+    payload = _report_json(anchors, tables, series, grids, evaluations, summary)
+    atomic_write(summary.json, lambda handle: handle.write(json.dumps(payload, indent=2, ensure_ascii=False)
+                                                            .encode("utf-8")))
+    logger.info("report written to %s: %s", out, summary)
+    return summary
+
+
+def _evaluations_shown(anchors: AnchorTable, tables: Sequence[Table], evaluations: Sequence[Evaluation]
+                       ) -> list[Evaluation]:
+    """The evaluations behind a number of the report: theirs are the sample grids."""
+    sources = {cell.source for table in tables for cell in table.cells() if cell.source}
+    sources.update(source for row in anchors.rows for source in row.sources.values())
+    return [evaluation for evaluation in evaluations if str(evaluation.source) in sources]
+
+
+def _report_json(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries,
+                 grids: Sequence[GridResult], evaluations: Sequence[Evaluation], summary: ReportSummary
+                 ) -> dict[str, Any]:
+    return {
+        "format": REPORT_FORMAT,
+        "summary": str(summary),
+        "evaluations": [_evaluation_json(evaluation) for evaluation in evaluations],
+        "paper_note": PAPER_EVAL_NOTE,
+        "anchors": anchor_json(anchors),
+        "tables": {table.spec.key: _table_json(table) for table in tables},
+        "figure": {
+            "path": FIGURE_NAME,
+            "note": FIG6_NOTE,
+            "series": {metric: {label: [vars(point) for point in points] for label, points in lines.items()}
+                       for metric, lines in series.items()},
+        },
+        "samples": [{**vars(grid), "title": grid.title} for grid in grids],
+    }
+
+
+def _evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        "path": str(evaluation.source), "model": evaluation.model_label, "architecture": evaluation.architecture,
+        "train_masks": evaluation.train_masks, "mask_interp": evaluation.mask_interp,
+        "classical": evaluation.classical, "recipe": None if evaluation.recipe is None else list(evaluation.recipe),
+        "mask_set": evaluation.mask_set, "kind": evaluation.mask_kind, "size": evaluation.mask_size,
+        "n": evaluation.n, "stand_in": list(evaluation.stand_in_networks),
+    }
+
+
+def _table_json(table: Table) -> dict[str, Any]:
+    spec = table.spec
+    return {
+        "title": spec.title,
+        "size": table.size,
+        "mask_sets": table.mask_sets,
+        "base_row": None if spec.base_row is None else spec.rows[spec.base_row].label,
+        "ours_compared_with": "paper" if spec.base_row is None else "base_row",
+        "paper_note": spec.paper_note,
+        "rows": [{
+            "label": row.spec.label,
+            "architecture": row.spec.selector.architecture,
+            "classical": row.spec.selector.classical,
+            "train_masks": row.spec.selector.train_masks,
+            "mask_interp": row.spec.selector.mask_interp,
+            "parameters": row.parameters,
+            "paper_parameters": row.spec.paper.params if row.spec.paper else None,
+            "paper_blocks": row.spec.paper.blocks if row.spec.paper else None,
+            "cells": {key: vars(cell) for key, cell in row.cells.items()},
+        } for row in table.rows],
+        "missing": table.missing,
+    }

@@ -1,0 +1,191 @@
+"""The report as Markdown: the tables with the paper's numbers beside ours, their marks and footnotes, the missing
+lists, and the Fig. 6 and sample-grid sections.
+
+A value computed with a stand-in network is marked †, one of a model trained with another loss than the paper's §,
+wherever it is shown; relative changes carry the paper's ▲/▼ marks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lama.report.anchors import AnchorTable, anchor_markdown
+from lama.report.figures import METRIC_TITLES, RECIPE_MARK, STAND_IN_MARK, ResolutionSeries, grid_columns
+from lama.report.paper import FIG6_NOTE, MASK_KIND_OF_WIDTH, MASK_WIDTHS, METRICS, PAPER_EVAL_NOTE
+from lama.report.samples import GridResult
+from lama.report.tables import MISSING, NOT_AVAILABLE, Cell, Row, Table, column_key
+
+PAPER_NOTE_MARK = "‡"
+STAND_IN_FOOTNOTE = (
+    f"{STAND_IN_MARK} computed with a seeded random stand-in network: not a real LPIPS/FID; fetch the weights with "
+    "`lama weights fetch`."
+)
+LEGEND = (
+    "▲/▼: relative change, higher/lower than the value it is compared with (ablation tables: the table's base row, "
+    "ours against ours and the paper's against the paper's; Table 1: ours against the paper). For FID and LPIPS "
+    f"lower is better, so ▼ is an improvement. A value marked {STAND_IN_MARK} (stand-in network) or {RECIPE_MARK} "
+    "(trained with another loss than the paper's) is never compared with the paper's."
+)
+
+
+def format_value(value: float, metric: str) -> str:
+    """FID with 2 decimals, LPIPS with 3, as the paper prints them."""
+    return f"{value:.2f}" if metric == "fid" else f"{value:.3f}"
+
+
+def format_change(pct: float | None) -> str:
+    """The paper's relative mark: ▲ higher, ▼ lower, with the size of the change in percent."""
+    if pct is None:
+        return ""
+    arrow = "▲" if pct > 0 else "▼" if pct < 0 else "="
+    return f"{arrow}{abs(pct):.1f}%"
+
+
+def _with_change(text: str, pct: float | None) -> str:
+    change = format_change(pct)
+    return f"{text} {change}" if change else text
+
+
+def ours_text(cell: Cell) -> str:
+    """What a reader sees in an "ours" cell; a stand-in value always carries the † mark, a value of a model trained
+    with another recipe than the paper's the § mark."""
+    if cell.status == MISSING:
+        return MISSING
+    mark = (STAND_IN_MARK if cell.stand_in else "") + (RECIPE_MARK if cell.recipe else "")
+    if cell.ours is None:
+        return f"{NOT_AVAILABLE}{mark}"
+    return _with_change(f"{format_value(cell.ours, cell.metric)}{mark}", cell.ours_change_pct)
+
+
+def paper_text(cell: Cell) -> str:
+    if cell.paper is None:
+        return f"not printed{PAPER_NOTE_MARK}" if cell.paper_note else "—"
+    return _with_change(format_value(cell.paper, cell.metric), cell.paper_change_pct)
+
+
+def format_parameters(count: int | None) -> str:
+    return NOT_AVAILABLE if count is None else f"{count / 1e6:.1f}M"
+
+
+def _column_title(width: str, metric: str, whose: str) -> str:
+    return f"{width.capitalize()} {METRIC_TITLES[metric]} ({whose})"
+
+
+def table_markdown(table: Table) -> list[str]:
+    """One table as Markdown lines: heading, what it was evaluated on, the grid, footnotes and the missing list."""
+    spec = table.spec
+    with_paper = spec.paper_note is None
+    header = ["Model"]
+    if spec.show_params:
+        header += ["Params (paper)", "Params (ours)", "Blocks (paper)"]
+    for width in MASK_WIDTHS:
+        for metric in METRICS:
+            header.append(_column_title(width, metric, "ours"))
+            if with_paper:
+                header.append(_column_title(width, metric, "paper"))
+    lines = [f"## {spec.title}", "", _evaluated_on(table), ""]
+    if spec.paper_note:
+        lines.append(f"{spec.paper_note} Relative changes are against our `{spec.rows[spec.base_row or 0].label}` row.")
+    elif spec.base_row is None:
+        lines.append("Relative changes: ours against the paper's number.")
+    else:
+        lines.append(f"Relative changes: against the base row, {spec.rows[spec.base_row].label} "
+                     "(ours against ours, the paper's against the paper's).")
+    lines += ["", _markdown_row(header), _markdown_row(["---"] * len(header))]
+    lines += [_markdown_row(_row_cells(row, spec.show_params, with_paper)) for row in table.rows]
+    lines.append("")
+    lines += _table_footnotes(table)
+    return lines
+
+
+def _evaluated_on(table: Table) -> str:
+    size = "unknown size" if table.size is None else f"{table.size}×{table.size}"
+    sets = "; ".join(f"{width} = {', '.join(table.mask_sets[width])} ({MASK_KIND_OF_WIDTH[width]} masks)"
+                     for width in MASK_WIDTHS)
+    return f"Our mask sets: {sets}; resolution {size}. Paper: Places365 512×512."
+
+
+def _row_cells(row: Row, show_params: bool, with_paper: bool) -> list[str]:
+    paper = row.spec.paper
+    cells = [row.spec.label]
+    if show_params:
+        cells += [(paper.params or "—") if paper else "—", format_parameters(row.parameters),
+                  str(paper.blocks) if paper and paper.blocks else "—"]
+    for width in MASK_WIDTHS:
+        for metric in METRICS:
+            cell = row.cells[column_key(width, metric)]
+            cells.append(ours_text(cell))
+            if with_paper:
+                cells.append(paper_text(cell))
+    return cells
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table_footnotes(table: Table) -> list[str]:
+    """Stand-in and recipe footnotes and notes on cells the paper leaves empty (a paragraph each), then one line per
+    missing evaluation, each starting with "missing:" so it reads on its own."""
+    lines = []
+    if any(cell.stand_in for cell in table.cells()):
+        lines.append(STAND_IN_FOOTNOTE)
+    lines += recipe_footnotes([(row.spec.label, cell.recipe) for row in table.rows for cell in row.cells.values()])
+    for row in table.rows:
+        for cell in row.cells.values():
+            if cell.paper is None and cell.paper_note:
+                title = _column_title(cell.width, cell.metric, "paper")
+                lines.append(f"{PAPER_NOTE_MARK} {row.spec.label}, {title}: {cell.paper_note}.")
+    paragraphs = [paragraph for line in lines for paragraph in (line, "")]
+    missing = [f"- missing: {item}" for item in table.missing] or ["missing: nothing"]
+    return [*paragraphs, *missing, ""]
+
+
+def recipe_footnotes(recipes: Sequence[tuple[str, tuple[str, ...]]]) -> list[str]:
+    """One § paragraph per (model label, recipe) trained otherwise than the paper's, saying how; each once, in
+    first-seen order."""
+    distinct = dict.fromkeys((label, recipe) for label, recipe in recipes if recipe)
+    return [f"{RECIPE_MARK} {label}: trained with a recipe that is not the paper's ({', '.join(recipe)}), so it is "
+            "not compared with the paper's numbers." for label, recipe in distinct]
+
+
+def figure_markdown(series: ResolutionSeries, figure_name: str) -> list[str]:
+    sizes = sorted({point.size for lines in series.values() for points in lines.values() for point in points})
+    lines = ["## Fig. 6 — FID and LPIPS against test resolution", "", f"![Fig. 6]({figure_name})", ""]
+    if not sizes:
+        lines.append("No evaluations on thick mask sets of wide-trained models yet: the figure only says so.  ")
+    else:
+        lines.append(f"Resolutions: {', '.join(map(str, sizes))}; wide (thick) mask sets; one line per architecture "
+                     "(wide-trained, mask_interp none).  ")
+    if any(point.stand_in for lines_ in series.values() for points in lines_.values() for point in points):
+        lines.append(STAND_IN_FOOTNOTE + "  ")
+    if any(label.endswith(RECIPE_MARK) for lines_ in series.values() for label in lines_):
+        lines.append(f"{RECIPE_MARK} trained with a recipe that is not the paper's (see the tables' notes).  ")
+    lines += [FIG6_NOTE, ""]
+    return lines
+
+
+def samples_markdown(grids: Sequence[GridResult], samples: int) -> list[str]:
+    columns = " | ".join(grid_columns(["one column per model"]))
+    lines = ["## Samples", "", f"Columns: {columns}; the first {samples} masks of each mask set in sorted order.", ""]
+    if not grids:
+        lines += ["No evaluations in the tables, so no sample grids.", ""]
+    for grid in grids:
+        if grid.path:
+            lines += [f"### {grid.mask_set}", "", f"![{grid.title}]({grid.path})", ""]
+        for model, reason in grid.skipped.items():
+            lines += [f"{grid.mask_set}: {model} left out ({reason})", ""]
+    return lines
+
+
+def report_markdown(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries,
+                    grids: Sequence[GridResult], summary: str, figure_name: str, samples: int) -> str:
+    """The whole ``tables.md``: the one-line ``summary``, notes and legend, anchors, tables, Fig. 6 and samples."""
+    lines = ["# LaMa paper tables, rebuilt", "", f"{summary}.", "", PAPER_EVAL_NOTE, "", LEGEND, ""]
+    lines += anchor_markdown(anchors, RECIPE_MARK,
+                             recipe_footnotes([(row.label, row.recipe) for row in anchors.rows]))
+    for table in tables:
+        lines += table_markdown(table)
+    lines += figure_markdown(series, figure_name)
+    lines += samples_markdown(grids, samples)
+    return "\n".join(lines)
