@@ -17,7 +17,7 @@ from lama.imageio.eval_layout import InputError
 from lama.imageio.images import IMAGE_FORMATS
 from lama.masks.eval_set import DEFAULT_EXTENSIONS
 from lama.models.inference import PRECISIONS
-from lama.predict import PredictOptions, predict_folder
+from lama.predict import OUT_KEYS, PredictOptions, predict_folder
 from lama.signals import Interrupted, stop_signals_raise
 from lama.stand_in import WEIGHT_MODES
 
@@ -26,8 +26,8 @@ Arguments are MODEL_DIR INPUT_DIR OUTPUT_DIR, official-style key=value overrides
   lama predict big-lama/ input/ output/ --precision bf16
   lama predict model.path=big-lama indir=input outdir=output device=cpu
   lama predict {classical_model(TELEA)} input/ output/      # a classical baseline instead of a model dir
-Keys: model.path, model.checkpoint, indir, outdir, device (auto|cpu|cuda|cuda:N), precision (fp32|bf16),
-out_key (inpainted|predicted_image), out_ext, dataset.img_suffix, dataset.pad_out_to_modulo, fold_norms,
+Keys: model.path, model.checkpoint, indir, outdir, device (auto|cpu|cuda|cuda:N), precision ({'|'.join(PRECISIONS)}),
+out_key ({'|'.join(OUT_KEYS)}), out_ext, dataset.img_suffix, dataset.pad_out_to_modulo, fold_norms,
 channels_last, classical_radius (pixels, default {DEFAULT_RADIUS}).
 Classical baselines (no training, CPU): {', '.join(classical_model(method) for method in METHODS)}.
 Exit status: 0 when every mask was inpainted, 1 when some inputs failed (each named on stderr), 2 on bad usage.

@@ -128,7 +128,7 @@ def to_uint8(result: np.ndarray) -> np.ndarray:
 class Inpainter:
     """A loaded model ready to inpaint single images in the official way."""
 
-    def __init__(self, model: InpaintingModel, device: str | torch.device = "cpu", precision: str = "fp32",
+    def __init__(self, model: InpaintingModel, device: str | torch.device = "cpu", precision: str = DEFAULT_PRECISION,
                  fold_norms: bool = True, channels_last: bool = True, pad_out_to_modulo: int = 8) -> None:
         self.device = torch.device(device)
         self.dtype = PRECISIONS[precision]

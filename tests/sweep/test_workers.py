@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from lama.pipeline.params import compose_params
@@ -130,7 +131,10 @@ def wait_for_a_running_trial(process: subprocess.Popen, storage: str, database: 
     while True:
         assert process.poll() is None, "the sweep ended before it could be signalled"
         assert time.monotonic() < deadline, "no trial was running after one completed"
-        states = [t.state for t in finished_trials(storage)] if database.exists() else []
+        try:
+            states = [t.state for t in finished_trials(storage)] if database.exists() else []
+        except sqlalchemy.exc.OperationalError:  # the sweep is still creating the tables this reader would create
+            states = []
         if TrialState.COMPLETE in states and TrialState.RUNNING in states:
             return
         time.sleep(0.1)
