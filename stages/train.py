@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from lama.pipeline.layout import PREPARED_DIR, TRAIN_METRICS, mask_set_dir, model_dir
+from lama.pipeline.layout import PREPARED_DIR, TRAIN_METRICS, model_dir
 from lama.pipeline.params import pipeline_tracking_uri, run_config
 from lama.pipeline.stage import run_stage, write_json
 from lama.train import train
@@ -16,8 +16,7 @@ from lama.train import train
 def main(params) -> int:
     run = sys.argv[1]
     experiment = os.environ.get("DVC_EXP_NAME")
-    val = None if params.data.val_mask_set is None else mask_set_dir("val", params.data.val_mask_set)
-    config = run_config(params, run, PREPARED_DIR, val, model_dir(run), [
+    config = run_config(params, run, PREPARED_DIR, params.data.val_dir, model_dir(run), [
         "train.resume=same-config", f"tracking.uri={pipeline_tracking_uri(params)}",
         f"tracking.run_name={f'{experiment}/{run}' if experiment else run}"])
     result = train(config)

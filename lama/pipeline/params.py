@@ -28,7 +28,7 @@ from lama.eval.fid import FID_METHODS
 from lama.files import atomic_write
 from lama.masks.configs import eval_set_config
 from lama.models.inference import check_precision
-from lama.pipeline.layout import PREPARED_DIR, model_dir, repository_root
+from lama.pipeline.layout import PREPARED_DIR, mask_set_dir, model_dir, repository_root
 from lama.predict import PredictOptions
 from lama.stand_in import WEIGHT_MODES
 from lama.sweep.config import SweepConfig
@@ -55,6 +55,11 @@ class PipelineData(DataConfig):
     the val split under ``val_mask_set``)."""
 
     val_mask_set: str | None = "thick_256"
+
+    @property
+    def val_dir(self) -> Path | None:
+        """Where the validation mask set is (built by the val_masks stage); None: no validation."""
+        return None if self.val_mask_set is None else mask_set_dir("val", self.val_mask_set)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lama.config import ConfigError
-from lama.pipeline.layout import PREPARED_DIR, mask_set_dir, repository_root
+from lama.pipeline.layout import PREPARED_DIR, repository_root
 from lama.pipeline.params import PipelineParams, pipeline_tracking_uri, run_config
 from lama.sweep.search import Search, start_search
 
@@ -25,7 +25,7 @@ def open_from_params(params: PipelineParams, storage: str | None = None, name: s
         raise ConfigError(f"sweep.run={run!r}: expected one of {', '.join(params.runs)}")
     if config.objective == "training" and params.data.val_mask_set is None:
         raise ConfigError("sweep: the objective is a validation metric, but data.val_mask_set is null")
-    val_dir = None if params.data.val_mask_set is None else mask_set_dir("val", params.data.val_mask_set)
+    val_dir = params.data.val_dir
     if val_dir is not None and config.objective == "training" and not val_dir.is_dir():
         raise FileNotFoundError(f"{val_dir}: the validation mask set is missing; run 'dvc repro val_masks' first")
     base = run_config(params, run, PREPARED_DIR, val_dir, Path(config.trials_dir) / "base",
