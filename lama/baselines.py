@@ -9,16 +9,20 @@ of a trained model, and the pipeline predicts and evaluates them with the same s
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from lama.config import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CLASSICAL_PREFIX = "classical:"
 TELEA, NAVIER_STOKES, MEAN_FILL = "telea", "navier-stokes", "mean-fill"
 METHODS = (MEAN_FILL, TELEA, NAVIER_STOKES)
 LABELS = {MEAN_FILL: "Mean-colour fill", TELEA: "Telea (OpenCV)", NAVIER_STOKES: "Navier–Stokes (OpenCV)"}
-_OPENCV_FLAGS = {TELEA: cv2.INPAINT_TELEA, NAVIER_STOKES: cv2.INPAINT_NS}
+# OpenCV's flag of each of its methods, by name: OpenCV (and numpy) load when a fill runs, not when the command line
+# lists the methods.
+_OPENCV_FLAGS = {TELEA: "INPAINT_TELEA", NAVIER_STOKES: "INPAINT_NS"}
 # The neighbourhood (in pixels) each hole pixel is inpainted from: OpenCV's documented example value.
 DEFAULT_RADIUS = 3
 # What a hole with no known pixel around it is filled with (mid grey, as a generator's sigmoid starts).
@@ -50,6 +54,9 @@ def check_radius(radius: int) -> None:
 def classical_fill(image: np.ndarray, hole: np.ndarray, method: str, radius: int = DEFAULT_RADIUS) -> np.ndarray:
     """The raw prediction of ``method`` (float32 CHW in [0, 1]) for an image (float32 CHW in [0, 1], an 8-bit image
     divided by 255) and a boolean (H, W) hole; pixels outside the hole are the image's own."""
+    import cv2
+    import numpy as np
+
     if method == MEAN_FILL:
         known = ~hole
         colour = image[:, known].mean(axis=1) if known.any() else np.full(image.shape[0], EMPTY_FILL)
@@ -58,5 +65,5 @@ def classical_fill(image: np.ndarray, hole: np.ndarray, method: str, radius: int
         raise ValueError(f"unknown classical method {method!r}; expected one of {', '.join(METHODS)}")
     check_radius(radius)
     pixels = np.ascontiguousarray(np.rint(image.transpose(1, 2, 0) * 255).astype(np.uint8))
-    filled = cv2.inpaint(pixels, hole.astype(np.uint8) * 255, radius, _OPENCV_FLAGS[method])
+    filled = cv2.inpaint(pixels, hole.astype(np.uint8) * 255, radius, getattr(cv2, _OPENCV_FLAGS[method]))
     return filled.transpose(2, 0, 1).astype(np.float32) / 255

@@ -1,4 +1,8 @@
-"""The ``lama`` command line."""
+"""The ``lama`` command line.
+
+Building the parser and printing help load no torch, numpy or MLflow: the choices and defaults the help shows come
+from the torch-free modules that own them, and each command imports its implementation when it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,20 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lama.baselines import DEFAULT_RADIUS, METHODS, TELEA, classical_model
-from lama.config import ConfigError, build
-from lama.data.prepare import SOURCES, PrepareConfig
-from lama.eval.evaluator import EvaluateOptions
-from lama.eval.fid import FID_METHODS
-from lama.imageio.eval_layout import InputError
-from lama.imageio.images import IMAGE_FORMATS
-from lama.masks.eval_set import DEFAULT_EXTENSIONS
-from lama.models.inference import PRECISIONS
-from lama.predict import OUT_KEYS, PredictOptions, predict_folder
+from lama.config import ConfigError
+from lama.data.prepare_config import SOURCES, PrepareConfig
+from lama.eval.options import FID_METHODS, EvaluateOptions
+from lama.imageio.formats import IMAGE_FORMATS
+from lama.masks.configs import DEFAULT_EXTENSIONS, EVAL_CONFIGS
+from lama.models.inference_options import OUT_KEYS, PRECISIONS
 from lama.signals import Interrupted, stop_signals_raise
 from lama.stand_in import WEIGHT_MODES
+
+if TYPE_CHECKING:
+    from lama.predict import PredictOptions
 
 PREDICT_EPILOG = f"""\
 Arguments are MODEL_DIR INPUT_DIR OUTPUT_DIR, official-style key=value overrides, or both:
@@ -36,6 +41,9 @@ Exit status: 0 when every mask was inpainted, 1 when some inputs failed (each na
 
 def parse_predict_options(args: argparse.Namespace) -> PredictOptions:
     """Merge positionals, key=value overrides and flags (in that order) into validated options."""
+    from lama.config import build
+    from lama.predict import PredictOptions
+
     positional = [token for token in args.arguments if "=" not in token]
     overrides = [token for token in args.arguments if "=" in token]
     if len(positional) > 3:
@@ -53,6 +61,9 @@ def parse_predict_options(args: argparse.Namespace) -> PredictOptions:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from lama.imageio.eval_layout import InputError
+    from lama.predict import predict_folder
+
     try:
         options = parse_predict_options(args)
     except ValueError as error:
@@ -112,7 +123,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     def job() -> object:
         given = {"source": args.source, "root": args.root, "seed": args.seed, "train_count": args.train_count,
                  "val_count": args.val_count, "test_count": args.test_count, "size": args.size,
-                 "min_size": args.min_size, "image_format": args.format, "quality": args.quality,
+                 "min_size": args.min_size, "image_format": args.image_format, "quality": args.quality,
                  "shard_size": args.shard_size}
         if args.eval_sizes:
             given["eval_sizes"] = [int(size) for size in args.eval_sizes.split(",")]
@@ -122,22 +133,33 @@ def run_prepare(args: argparse.Namespace) -> int:
     return run_job("prepare", args.outdir, job)
 
 
+def evaluate_options(args: argparse.Namespace) -> EvaluateOptions:
+    """The options of ``lama evaluate``: the KEY=VALUE arguments after the paths, then those given with ``--set``."""
+    return EvaluateOptions(
+        datadir=args.datadir, predictdir=args.predictdir, out=args.out, tsv=args.tsv, model_dir=args.model_dir,
+        overrides=[*args.overrides, *args.set], device=args.device, weights=args.weights, seed=args.seed,
+        fid_method=args.fid_method, batch_size=args.batch_size, num_workers=args.n_jobs, img_suffix=args.img_suffix,
+        inpainted_suffix=args.inpainted_suffix)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from lama.eval.evaluator import evaluate_predictions
 
-    options = EvaluateOptions(
-        datadir=args.datadir, predictdir=args.predictdir, out=args.out, tsv=args.tsv, model_dir=args.model_dir,
-        overrides=args.set, device=args.device, weights=args.weights, seed=args.seed, fid_method=args.fid_method,
-        batch_size=args.batch_size, num_workers=args.workers, img_suffix=args.img_suffix,
-        inpainted_suffix=args.inpainted_suffix)
+    options = evaluate_options(args)
     return run_job("evaluate", args.out, lambda: evaluate_predictions(options, progress=not args.quiet))
 
 
 def run_report(args: argparse.Namespace) -> int:
     from lama.report import build_report
 
-    return run_job("report", args.out, lambda: build_report(args.results, args.out, table_size=args.table_size,
-                                                            samples=args.samples, progress=not args.quiet))
+    def job() -> object:
+        from lama.pipeline.experiments import experiment_evaluations
+
+        experiments = experiment_evaluations(folders=args.results) if args.experiments else []
+        return build_report(args.results, args.out, table_size=args.table_size, samples=args.samples,
+                            progress=not args.quiet, experiments=experiments)
+
+    return run_job("report", args.out, job)
 
 
 def run_params(args: argparse.Namespace) -> int:
@@ -181,9 +203,25 @@ def run_weights(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from lama.train.__main__ import main as train_main
+    if not (args.print_config or args.dry_run):
+        from lama.train.__main__ import main as train_main
 
-    return train_main(args.arguments)
+        return train_main(args.arguments)
+    from lama.train.preview import compose, dry_run
+
+    try:
+        config = compose(args.arguments)
+        if args.print_config:
+            print(config.to_yaml(), end="")
+        if args.dry_run:
+            print(dry_run(config))
+    except (ConfigError, FileNotFoundError, ValueError) as error:  # as a run fails on them: one line, status 2
+        print(f"lama train: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f"lama train: dry run: the run is ready to start; nothing was written to {config.train.out_dir}",
+              file=sys.stderr)
+    return 0
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -246,8 +284,42 @@ def with_progress(command: argparse.ArgumentParser, run: Callable[[argparse.Name
     command.set_defaults(run=run)
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked for (it scans the installed
+    packages, which ``lama --help`` need not wait for)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog} {installed_version()}")
+        parser.exit()
+
+
+def installed_version() -> str:
+    """The version of the distribution that installed the ``lama`` package (named in pyproject.toml); the source
+    tree's own version when the package runs uninstalled."""
+    from importlib import metadata
+
+    import lama
+
+    names = metadata.packages_distributions().get(lama.__name__, [])
+    if not names:
+        return f"{lama.__version__} (not installed)"
+    return metadata.version(names[0])
+
+
+def key_values(command: argparse.ArgumentParser, dest: str, metavar: str, help: str) -> None:
+    """The command's list of ``key=value`` arguments (after its paths, if any); :func:`parse_arguments` also takes
+    those that follow an option."""
+    command.add_argument(dest, nargs="*", metavar=metavar, help=help)
+    command.set_defaults(key_values=dest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lama", description="LaMa large-mask inpainting")
+    parser.add_argument("--version", action=VersionAction, help="show the installed version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -255,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="inpaint a folder of images and masks (official layout)", epilog=PREDICT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    predict.add_argument("arguments", nargs="*", metavar="ARG", help="paths and key=value overrides")
+    key_values(predict, "arguments", "ARG", "paths, then key=value overrides")
     predict.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     predict.add_argument("--precision", choices=tuple(PRECISIONS), help="bf16 keeps the FFTs in float32")
     predict.add_argument("--checkpoint", help="checkpoint file name under MODEL_DIR/models (default best.ckpt)")
@@ -275,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes <stem>_crop000.png and <stem>_crop000_mask000.png per image, plus maskset.json with "
         "the config, the seed and every file not used (dropped image, other file, broken link) with its reason. Same "
         "inputs, same bytes.")
-    masks.add_argument("config", help="thin_256, medium_256, thick_256, thin_512, medium_512 or thick_512")
+    masks.add_argument("config", help=f"an official set ({', '.join(EVAL_CONFIGS)}) or one scaled to another size, "
+                       "e.g. thick_1024")
     masks.add_argument("indir", help="folder of images (searched recursively)")
     masks.add_argument("outdir", help="folder for the image/mask pairs")
     masks.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
@@ -297,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--size", type=int, help="short side of train images (default 256 embedded, else 512)")
     prepare.add_argument("--min-size", type=int, default=PrepareConfig.min_size,
                          help="skip files whose short side is smaller (default %(default)s)")
-    prepare.add_argument("--format", default=PrepareConfig.image_format, choices=tuple(IMAGE_FORMATS),
+    prepare.add_argument("--image-format", "--format", default=PrepareConfig.image_format, choices=tuple(IMAGE_FORMATS),
                          help="train image encoding (default %(default)s)")
     prepare.add_argument("--quality", type=int, default=PrepareConfig.quality,
                          help="jpg/webp quality (default %(default)s)")
@@ -319,7 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
         "an official model dir (config.yaml, models/best.ckpt, models/last.ckpt) and a resumable state under "
         "train.out_dir; train.resume=auto (the default) continues from the last state. Exit status: 0 done, 1 a "
         "loss went non-finite, 2 bad config or input, 128+N after signal N (the state was saved first).")
-    train.add_argument("arguments", nargs="*", metavar="ARG", help="[CONFIG.yaml] key=value ...")
+    key_values(train, "arguments", "ARG", "[CONFIG.yaml] key=value ...")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the composed, checked config (YAML, as the run would write train_config.yaml) "
+                       "and exit without training")
+    train.add_argument("--dry-run", action="store_true",
+                       help="check the config, build the networks, open the data and read one batch, print a "
+                       "summary and exit without training or writing anything")
     train.set_defaults(run=run_train)
 
     sync = commands.add_parser(
@@ -338,11 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("datadir", help="the eval mask set (image.png + image_maskNNN.png)")
     evaluate.add_argument("predictdir", help="the predictions, named like the masks (lama predict's output)")
     evaluate.add_argument("out", help="the JSON to write, e.g. results/fourier/thick_512.json")
+    key_values(evaluate, "overrides", "KEY=VALUE", "record model.name/architecture/train_masks/mask_interp/"
+               "parameters or mask_set.name/kind/size explicitly")
     evaluate.add_argument("--tsv", help="the TSV to write (default: OUT with .tsv)")
     evaluate.add_argument("--model-dir", help="the evaluated model dir, recorded for the report")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="record model.name/architecture/train_masks/mask_interp/parameters or "
-                          "mask_set.name/kind/size explicitly (repeatable)")
+                          help="a KEY=VALUE as one option (repeatable)")
     evaluate.add_argument("--weights", default=EvaluateOptions.weights, choices=WEIGHT_MODES)
     evaluate.add_argument("--seed", type=int, default=EvaluateOptions.seed,
                           help="seed of the stand-in networks (default %(default)s)")
@@ -352,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="auto (a GPU when there is one), cpu, cuda, cuda:N")
     evaluate.add_argument("--batch-size", type=int, default=EvaluateOptions.batch_size,
                           help="images per batch (default %(default)s, the official)")
-    evaluate.add_argument("--workers", type=int, default=EvaluateOptions.num_workers,
+    evaluate.add_argument("--n-jobs", "--workers", type=int, default=EvaluateOptions.num_workers,
                           help="image-reading processes (default %(default)s)")
     evaluate.add_argument("--img-suffix", default=EvaluateOptions.img_suffix,
                           help="image suffix in DATADIR (default %(default)s)")
@@ -370,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--table-size", type=int, help="eval image size of the tables (default 512 if present, "
                         "else the largest)")
     report.add_argument("--samples", type=int, default=4, help="rows per sample grid (default 4)")
+    report.add_argument("--experiments", action="store_true", help="also read the evaluations of the saved DVC "
+                        "experiments of this commit (dvc exp show's rows) under the same results folder")
     with_progress(report, run_report)
 
     params = commands.add_parser(
@@ -377,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Composes the Hydra config groups in configs/ with OVERRIDES (profile=paper, generator=dilated, "
         "loss.mask_interp=bicubic, ...) into params.yaml, byte-identical to DVC's composition, after checking every "
         "key and value; a bad one leaves params.yaml as it was. `dvc repro` then runs what it says.")
-    params.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, e.g. profile=paper")
+    key_values(params, "overrides", "OVERRIDE", "Hydra overrides, e.g. profile=paper")
     params.add_argument("--config-dir", default="configs", help="the config groups (default configs)")
     params.add_argument("--out", default="params.yaml", help="the file to write (default params.yaml)")
     params.add_argument("--check", action="store_true",
@@ -391,8 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scored on the val set, pruning of hopeless trials, until a round brings no improvement. The search lives "
         "in an Optuna storage (SQLite by default; PostgreSQL for workers on many hosts), so a rerun resumes it and "
         "'lama sweep --worker' processes anywhere share it. Writes sweep.out_dir and sweep.loss_config.")
-    sweep.add_argument("overrides", nargs="*", metavar="OVERRIDE",
-                       help="params.yaml values, e.g. sweep.beam_width=1 sweep.steps=200")
+    key_values(sweep, "overrides", "OVERRIDE", "params.yaml values, e.g. sweep.beam_width=1 sweep.steps=200")
     sweep.add_argument("--params", default="params.yaml", help="the pipeline's params (default params.yaml)")
     sweep.add_argument("--storage", help="Optuna storage URL (default sweep.storage, else sqlite:///optuna.db), "
                        "e.g. postgresql://user:password@host/db")
@@ -430,9 +511,23 @@ def interrupted_message(args: argparse.Namespace, stop: Interrupted) -> str:
     return f"lama {args.command}: interrupted by {stop.name}; {kept}"
 
 
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line parsed, with ``key=value`` arguments anywhere after the paths: argparse gives a list
+    positional only the arguments before the first option, so ``lama train CONFIG --dry-run k=v`` would otherwise
+    leave ``k=v`` unrecognised."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    dest = getattr(args, "key_values", None)
+    if extra and (dest is None or any("=" not in token or token.startswith("-") for token in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        getattr(args, dest).extend(extra)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; SIGINT/SIGTERM end it with one line and exit status 128 + N (see ``lama.signals``)."""
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         with stop_signals_raise():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from lama.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 AUTO = "auto"
 
@@ -14,6 +17,8 @@ def check_device(device: str, key: str = "device") -> None:
     to say, on the machine that runs the work)."""
     if device == AUTO:
         return
+    import torch  # here, not above: the command line reads AUTO without loading torch
+
     try:
         torch.device(device)
     except RuntimeError:
@@ -22,6 +27,8 @@ def check_device(device: str, key: str = "device") -> None:
 
 def resolve_device(device: str) -> torch.device:
     """The device ``device`` names on this machine; a CUDA device where there is none is a one-line error."""
+    import torch
+
     if device == AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(device)

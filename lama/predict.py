@@ -10,14 +10,12 @@ a classical baseline (``lama.baselines``) that goes through the same reading, bl
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from lama.baselines import DEFAULT_RADIUS, check_radius, classical_fill, classical_method
 from lama.config import ConfigError
@@ -31,12 +29,12 @@ from lama.imageio.eval_layout import (
     pair_masks,
     read_pair,
 )
-from lama.models.inference import DEFAULT_PRECISION, PRECISIONS, check_precision, prepare_for_inference
+from lama.models.inference import precision_dtype, prepare_for_inference
+from lama.models.inference_options import DEFAULT_PRECISION, OUT_KEYS, check_precision
 from lama.models.model_dir import DEFAULT_CHECKPOINT, InpaintingModel, generator_input, load_model
+from lama.progress import progress_bar, write_line
 
 log = logging.getLogger(__name__)
-
-OUT_KEYS = ("inpainted", "predicted_image")
 
 
 @dataclass
@@ -131,7 +129,7 @@ class Inpainter:
     def __init__(self, model: InpaintingModel, device: str | torch.device = "cpu", precision: str = DEFAULT_PRECISION,
                  fold_norms: bool = True, channels_last: bool = True, pad_out_to_modulo: int = 8) -> None:
         self.device = torch.device(device)
-        self.dtype = PRECISIONS[precision]
+        self.dtype = precision_dtype(precision)
         self.concat_mask = model.concat_mask
         self.generator = prepare_for_inference(model.generator, self.device, precision, fold_norms, channels_last)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -190,7 +188,7 @@ def predict_folder(options: PredictOptions, progress: bool = True) -> PredictSum
     if not pairing.pairs:
         return summary
     inpainter = _load_inpainter(options, len(pairing.pairs))
-    for pair in tqdm(pairing.pairs, desc="predict", unit="img", disable=not progress):
+    for pair in progress_bar(pairing.pairs, desc="predict", unit="img", disable=not progress):
         try:
             write_output(pair.output, inpainter.predict_pair(pair, options.out_key))
         except InputError as error:
@@ -214,5 +212,5 @@ def _load_inpainter(options: PredictOptions, count: int) -> Inpainter | Classica
 
 
 def _report_failure(summary: PredictSummary, path: Path, message: str) -> None:
-    tqdm.write(f"error: {message}", file=sys.stderr)
+    write_line(f"error: {message}")
     summary.failures.append((path, message))

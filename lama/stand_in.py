@@ -6,10 +6,10 @@ global RNG is untouched: Kaiming-normal convolutions, zero biases, identity Batc
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 # Where a pretrained network's weights come from: the registry's file, or a seeded stand-in (labelled as such).
 WeightsMode = Literal["pretrained", "stand-in"]
@@ -18,6 +18,9 @@ WEIGHT_MODES: tuple[str, ...] = get_args(WeightsMode)
 
 def seeded_random_init(module: nn.Module, seed: int) -> None:
     """Overwrite every conv, BatchNorm and linear layer of ``module`` in place, reproducibly from ``seed``."""
+    import torch  # here, not above: the command line reads WEIGHT_MODES without loading torch
+    from torch import nn
+
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in module.modules():

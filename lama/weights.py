@@ -298,6 +298,6 @@ def _content_length(response: object) -> int | None:
 def _progress_bar(total: int | None, label: str, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
+    from lama.progress import progress_bar
 
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr)
+    return progress_bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label)

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 FLOORS: list[tuple[str, ...]] = [
     ("config", "safe_yaml", "safe_load", "signals", "files", "journal", "stand_in", "weights", "devices", "imageio",
-     "configs"),
+     "configs", "progress", "lazy"),
     ("models", "losses", "masks", "baselines", "tracking"),
     ("data", "eval"),
     ("train", "predict", "report"),

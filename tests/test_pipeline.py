@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -95,9 +96,16 @@ def experiments(repo: Path, env: dict[str, str]) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def reproduced(pipeline_repo: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str]]:
+    """The main job as scripts/run.sh runs it once set up: check params.yaml, `dvc repro`, save the baseline."""
     repo, env = pipeline_repo
-    run(["dvc", "repro"], repo, env)
+    run(["bash", "scripts/repro.sh"], repo, env)
     return repo, env
+
+
+def readme_command(prefix: str) -> list[str]:
+    """The README's command line that starts with ``prefix``, split as the shell would, without its comment."""
+    line = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith(prefix))
+    return shlex.split(line, comments=True)
 
 
 def test_dvc_repro_fills_reports_dvc_and_mlflow(reproduced: tuple[Path, dict]) -> None:
@@ -125,19 +133,35 @@ def test_dvc_repro_fills_reports_dvc_and_mlflow(reproduced: tuple[Path, dict]) -
     bins = json.loads((repo / "metrics/eval/lama/thick_128.bins.json").read_text())
     assert all("bin" in row and "ssim" in row for row in bins) and bins
 
-    # DVC: metrics visible, nothing left to do.
-    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo, env, stdout_only=True))
-    assert json.dumps(shown).count("lpips_stand-in") >= 3
-    assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo, env)
+    assert (repo / "reports/area_bins.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["area_bins"]["series"]["thick_128"]["lama"]
 
-    # MLflow: one training run with its params and its final scores (the baseline has no training run).
+    # DVC: the headline scores are the metrics, in a table that fits a terminal; nothing left to do.
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    assert summary == {"lama": {key: wide[key] for key in ("hole_ssim", "hole_psnr", "lpips_stand-in", "fid_stand-in")}}
+    shown = run(["dvc", "metrics", "show"], repo, {**env, "COLUMNS": "120"}, stdout_only=True)
+    assert "lama.hole_ssim" in shown and max(map(len, shown.splitlines())) <= 120
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo, env)
+    # The main job saved its result as the experiment `baseline`, with every metric (no `!`).
+    saved = experiments(repo, env)["baseline"]
+    assert saved["metrics"]["metrics/summary.json"] == summary and saved["params"]["loss"]["mask_interp"] == "none"
+
+    # MLflow: one training run with its params, its final scores, the report and the model, registered.
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("lama-lab")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     (training,) = client.search_runs([experiment.experiment_id])
     assert training.data.params["loss.mask_interp"] == "none" and training.info.run_name == "lama"
     assert training.data.metrics["eval.thin_128.ssim"] == pytest.approx(metrics["ssim"])
     assert training.data.metrics["eval.thick_160.lpips_stand-in"] > 0
     assert training.data.tags["label.recipe"].startswith("loss.alpha=0")
+    assert training.data.tags["lama.model_dir"] == f"runs:/{training.info.run_id}/model"
+    assert training.data.tags["lama.registered_model"] == "models:/lama-lab.lama/1"
+    artifacts = {item.path for item in client.list_artifacts(training.info.run_id, "report")}
+    assert {"report/tables.md", "report/fig6_resolution.png", "report/samples"} <= artifacts
+    registered = Path(mlflow.artifacts.download_artifacts("models:/lama-lab.lama/1", tracking_uri=str(
+        client.tracking_uri), dst_path=str(repo.parent / "registered")))
+    assert (registered / "models/best.ckpt").read_bytes() == (repo / "models/lama/models/best.ckpt").read_bytes()
 
 
 def test_the_sample_model_beats_the_mean_colour_fill_with_bounded_gradients(reproduced: tuple[Path, dict]) -> None:
@@ -157,34 +181,57 @@ def test_the_sample_model_beats_the_mean_colour_fill_with_bounded_gradients(repr
     assert all(math.isfinite(value) for record in log for key, value in record.items() if "grad" in key)
 
 
-def test_an_experiment_reruns_what_it_changes_and_both_sides_record_it(reproduced: tuple[Path, dict]) -> None:
+def test_an_experiment_is_compared_with_the_baseline_everywhere(reproduced: tuple[Path, dict]) -> None:
     repo, env = reproduced
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("lama-lab")
     (baseline,) = client.search_runs([experiment.experiment_id])
-    # Commit the run (dvc.lock, the outputs' .gitignore files) as the baseline, as a user would.
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "sample run"], repo, env)
 
     # An experiment: DVC recomposes params.yaml, reruns train -> report, and both sides record it. (A short
-    # training: what is checked here is DVC and MLflow, not the model.)
+    # training: what is checked here is DVC, the report and MLflow, not the model.)
     output = run(["dvc", "exp", "run", "-S", "loss.mask_interp=bicubic", "-S", "train.steps=20"], repo, env)
     assert "Running stage 'train@lama'" in output and "Running stage 'prepare'" not in output
     assert "Running stage 'evaluate_baseline" not in output  # the classical baseline did not change
     name = re.search(r"Ran experiment\(s\): (\S+)", output).group(1)
     shown = experiments(repo, env)
     assert shown[name]["params"]["loss"]["mask_interp"] == "bicubic"
-    baseline_entry = next(entry for key, entry in shown.items() if key != name
-                          and entry["params"]["loss"]["mask_interp"] == "none")
-    path = "metrics/eval/lama/thick_128.json"
-    assert shown[name]["metrics"][path]["ssim"] != baseline_entry["metrics"][path]["ssim"]
+    ours, theirs = (shown[key]["metrics"]["metrics/summary.json"]["lama"] for key in (name, "baseline"))
+    assert ours["hole_ssim"] != theirs["hole_ssim"]
+
+    # The README's view of the experiments fits 120 columns and shows both sides' numbers.
+    table = run(readme_command("dvc exp show "), repo, {**env, "COLUMNS": "120"}, stdout_only=True)
+    assert max(map(len, table.splitlines())) <= 120 and "…" not in table, table
+    rows = {label: line for line in table.splitlines() for label in (name, "baseline") if f"[{label}]" in line}
+    assert f"{theirs['hole_ssim']:.4f}"[:5] in rows["baseline"] and "bicubic" in rows[name], table
+    assert "none" in rows["baseline"] and f"{ours['hole_ssim']:.4f}"[:5] in rows[name], table
+    run(["dvc", "plots", "diff", "baseline", name, "-o", "plots-diff"], repo, env)
+    assert (repo / "plots-diff" / "index.html").is_file()
+
+    # The experiment's report compares it with the baseline: the ablation's two rows, Table 1 from the baseline.
+    report = json.loads((repo / "reports/report.json").read_text())
+    ablation = {row["label"]: row["cells"]["wide_lpips"] for row in report["tables"]["mask_interp"]["rows"]}
+    assert ablation["mask_interp=none"]["experiment"] == "baseline"
+    assert ablation["mask_interp=bicubic"]["experiment"] is None and ablation["mask_interp=bicubic"]["ours"]
+    assert report["tables"]["table1"]["rows"][0]["cells"]["wide_lpips"]["experiment"] == "baseline"
+    assert {"lama", "lama [baseline]"} <= {row["label"] for row in report["anchors"]["rows"]}
+    assert "From saved DVC experiments" in (repo / "reports/tables.md").read_text()
 
     runs = {run.info.run_id: run for run in client.search_runs([experiment.experiment_id])}
     (bicubic,) = [mlflow_run for run_id, mlflow_run in runs.items() if run_id != baseline.info.run_id]
     assert bicubic.data.tags["dvc.exp_name"] == name and bicubic.info.run_name == f"{name}/lama"
     assert bicubic.data.params["loss.mask_interp"] == "bicubic"
-    assert bicubic.data.metrics["eval.thick_128.ssim"] == pytest.approx(shown[name]["metrics"][path]["ssim"])
+    summary = json.loads((repo / "metrics/summary.json").read_text())["lama"]
+    assert bicubic.data.metrics["eval.thick_128.hole_ssim"] == pytest.approx(summary["hole_ssim"])
     assert bicubic.data.metrics["eval.thick_128.ssim"] != baseline.data.metrics["eval.thick_128.ssim"]
+    assert bicubic.data.tags["lama.registered_model"] == "models:/lama-lab.lama/2"
+    assert client.get_model_version("lama-lab.lama", "2").tags["dvc.exp_name"] == name
+    assert client.get_run(baseline.info.run_id).data.tags["lama.registered_model"] == "models:/lama-lab.lama/1"
+
+    # The main job again: the workspace returns to the baseline, and nothing is recomputed.
+    output = run(["bash", "scripts/repro.sh"], repo, env)
+    assert "returning the workspace to 'baseline'" in output and "Running stage" not in output
+    assert "mask_interp: none" in (repo / "params.yaml").read_text()
+    assert json.loads((repo / "metrics/summary.json").read_text())["lama"] == theirs
 
 
 def test_the_sweep_stage_runs_apart_from_the_default_target(reproduced: tuple[Path, dict]) -> None:

@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,69 +29,25 @@ import PIL
 import PIL.features
 import webdataset as wds
 from PIL import Image
-from tqdm import tqdm
 
-from lama.config import ConfigError
 from lama.data import embedded, places365
+from lama.data.prepare_config import SOURCES as SOURCES  # re-exported for those who import it from here
+from lama.data.prepare_config import PrepareConfig
 from lama.data.sources import SPLITS, SourceImage, SourceSplits, folder_splits, shard_order
 from lama.files import atomic_write, remove_temporaries
 from lama.imageio.images import IMAGE_FORMATS, UnusableImageError, center_square, decode_rgb, encode, resize_short_side
-from lama.imageio.listing import IMAGE_EXTENSIONS
 from lama.journal import Journal
+from lama.progress import progress_bar
 from lama.signals import worker_initializer
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("embedded", "places365", "folder")
 MANIFEST = "dataset.json"
 JOURNAL = ".prepare.journal.jsonl"
 SHARD_PATTERN = "train-{index:06d}.tar"
 EVAL_CHUNK = 64
 TAR_MTIME = 0  # a fixed member time, so that shards are byte-identical across runs
 FORMAT_VERSION = 1
-
-
-@dataclass
-class PrepareConfig:
-    """What to build; ``None`` counts and size take the source's defaults."""
-
-    source: str = "embedded"
-    root: str | None = None  # the Places365 folder or the image folder
-    seed: int = 0
-    train_count: int | None = None  # None: every image (embedded: 240 crops)
-    val_count: int | None = None  # embedded 8, places365 2000, folder: val/ or none
-    test_count: int | None = None  # embedded 16, places365 30000, folder: test/ or none
-    size: int | None = None  # short side of train images; embedded 256, otherwise 512 (Places365 "large")
-    min_size: int = 256  # files whose short side is smaller are skipped
-    image_format: str = "jpg"  # jpg | png | webp
-    quality: int = 95  # jpg / webp quality
-    shard_size: int = 1000  # samples per shard
-    eval_sizes: list[int] = field(default_factory=lambda: [512, 256])
-    extensions: list[str] = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ConfigError(f"prepare.source={self.source!r}: expected one of {', '.join(SOURCES)}")
-        if self.source != "embedded" and not self.root:
-            raise ConfigError(f"prepare.root: the {self.source} source needs the folder that holds its images")
-        if self.image_format not in IMAGE_FORMATS:
-            raise ConfigError(f"prepare.image_format={self.image_format!r}: expected one of {', '.join(IMAGE_FORMATS)}")
-        positive = {"shard_size": self.shard_size, "min_size": self.min_size, "size": self.size or 1}
-        for key, value in positive.items():
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"prepare.{key}={value!r}: expected a positive integer")
-        if not 1 <= self.quality <= 100:
-            raise ConfigError(f"prepare.quality={self.quality!r}: expected 1..100")
-        for key in ("train_count", "val_count", "test_count"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise ConfigError(f"prepare.{key}={value!r}: expected a non-negative integer or null (all)")
-        if not self.eval_sizes or any(not isinstance(size, int) or size < 8 for size in self.eval_sizes):
-            raise ConfigError(f"prepare.eval_sizes={self.eval_sizes!r}: expected a list of sizes >= 8")
-
-    @property
-    def train_size(self) -> int:
-        return self.size or (256 if self.source == "embedded" else 512)
 
 
 @dataclass
@@ -148,7 +104,8 @@ def prepare(config: PrepareConfig, outdir: Path, n_jobs: int = 1, progress: bool
     todo = [unit for unit in units if unit.name not in done]
     total = sum(len(unit.images) for unit in units)
     initial = sum(len(unit.images) for unit in units if unit.name in done)
-    bar = tqdm(total=total, initial=initial, desc=f"prepare {config.source}", unit="img", disable=not progress)
+    bar = progress_bar(total=total, initial=initial, desc=f"prepare {config.source}", unit="img",
+                       disable=not progress)
     with bar, journal:
         pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=worker_initializer()) if n_jobs > 1 else None
         results: Iterable[dict] = pool.map(run_unit, todo) if pool else (run_unit(unit, bar.update) for unit in todo)

@@ -16,9 +16,9 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from PIL import Image
-from tqdm import tqdm
 
 from lama.imageio.listing import IMAGE_EXTENSIONS, list_files
+from lama.progress import progress_bar
 
 SPLITS = ("train", "val", "test")
 
@@ -142,8 +142,8 @@ def file_images(root: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, paths:
 def tar_images(archive: Path, progress: bool = True) -> Iterator[tuple[str, TarMemberRef]]:
     """(path inside the archive, reference) for every regular file of an uncompressed tar, streamed."""
     try:
-        with tarfile.open(archive, "r:") as tar, tqdm(desc=f"index {archive.name}", unit="file",
-                                                       disable=not progress, leave=False) as bar:
+        with tarfile.open(archive, "r:") as tar, progress_bar(desc=f"index {archive.name}", unit="file",
+                                                               disable=not progress, leave=False) as bar:
             while (member := tar.next()) is not None:
                 # tarfile keeps every header it has read; 1.8M of them would cost about a gigabyte, and we
                 # address members by offset, so the list is dropped as we go.

@@ -16,16 +16,15 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from lama.devices import AUTO, resolve_device
+from lama.devices import resolve_device
 from lama.eval.bins import (
     TOTAL,
     area_bin_indices,
@@ -36,6 +35,7 @@ from lama.eval.bins import (
 )
 from lama.eval.fid import FEATURE_DIM
 from lama.eval.metrics import PER_IMAGE_METRICS, ValidationMetrics
+from lama.eval.options import EvaluateOptions
 from lama.eval.provenance import apply_overrides, describe_mask_set, describe_model_dir
 from lama.eval.schema import EVAL_FORMAT as FORMAT
 from lama.eval.schema import EvaluationFile, MaskSetInfo, ModelInfo, to_json
@@ -43,40 +43,12 @@ from lama.files import atomic_write
 from lama.imageio.eval_layout import MaskImagePair, find_pairs, read_image, read_mask
 from lama.imageio.images import UnusableImageError, image_size
 from lama.journal import Journal
+from lama.progress import progress_bar
 from lama.signals import worker_initializer
 
 logger = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
-
-
-@dataclass
-class EvaluateOptions:
-    """Where the inputs are, where the results go, and how the metrics are computed."""
-
-    datadir: str
-    predictdir: str
-    out: str  # the JSON; the TSV goes beside it unless ``tsv`` is given
-    tsv: str | None = None
-    model_dir: str | None = None  # recorded (architecture, training masks, …) for the report
-    overrides: list[str] = field(default_factory=list)  # model.FIELD=VALUE / mask_set.FIELD=VALUE
-    device: str = AUTO
-    weights: str = "pretrained"  # or stand-in: seeded random LPIPS/FID networks, labelled as such
-    seed: int = 0
-    fid_method: str = "sqrtm"  # the official computation; svd: its exact closed form, much faster on CPU
-    batch_size: int = 8
-    num_workers: int = 2
-    img_suffix: str = ".png"
-    inpainted_suffix: str = ".png"
-
-    @property
-    def tsv_path(self) -> Path:
-        return Path(self.tsv) if self.tsv else Path(self.out).with_suffix(".tsv")
-
-    @property
-    def partial_dir(self) -> Path:
-        out = Path(self.out)
-        return out.parent / f".{out.name}.partial"
 
 
 @dataclass
@@ -227,8 +199,8 @@ def _measure(
             features[name][batches[number]] = stored[name]
         record["resumed"] = True
     todo = [number for number in range(len(batches)) if number not in done]
-    bar = tqdm(total=len(pairs), initial=sum(len(batches[number]) for number in done), unit="img",
-               desc="evaluate", disable=not progress)
+    bar = progress_bar(total=len(pairs), initial=sum(len(batches[number]) for number in done), unit="img",
+                       desc="evaluate", disable=not progress)
     with journal, bar:
         for number, (image, mask, predicted) in zip(todo, _batches(pairs, batches, todo, options.num_workers),
                                                     strict=True):

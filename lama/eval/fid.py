@@ -15,7 +15,6 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Literal, get_args
 
 import numpy as np
 import scipy.linalg
@@ -25,6 +24,7 @@ from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1,
 from torchvision.models.inception import BasicConv2d, Inception3, InceptionAux, InceptionB, InceptionD
 
 from lama import weights
+from lama.eval.options import FID_METHODS, FIDMethod
 from lama.stand_in import seeded_random_init
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ FEATURE_DIM = 2048
 INPUT_SIZE = 299
 EPS = 1e-6  # pytorch-fid's diagonal offset when sqrtm of the covariance product is not finite
 IMAGINARY_ATOL = 1e-2  # LaMa's tolerance on the imaginary diagonal of sqrtm (pytorch-fid itself uses 1e-3)
-FIDMethod = Literal["sqrtm", "svd"]
-FID_METHODS: tuple[str, ...] = get_args(FIDMethod)
 
 
 class InceptionWeightsError(ValueError):
@@ -222,7 +220,7 @@ def frechet_distance(
         return frechet_distance_from_statistics(*activation_statistics(acts1), *activation_statistics(acts2), eps)
     if method == "svd":
         return _frechet_distance_svd(acts1, acts2)
-    raise ValueError(f"method must be 'sqrtm' or 'svd', not {method!r}")
+    raise ValueError(f"method must be one of {', '.join(FID_METHODS)}, not {method!r}")
 
 
 def _frechet_distance_svd(acts1: np.ndarray, acts2: np.ndarray) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lama.eval.fid import FEATURE_DIM, FIDInceptionV3, FIDMethod, frechet_distance
+from lama.eval.fid import FEATURE_DIM, FID_METHODS, FIDInceptionV3, FIDMethod, frechet_distance
 from lama.eval.lpips import LPIPSVGG
 from lama.eval.ssim import hole_psnr, hole_ssim, psnr, ssim
 from lama.stand_in import WEIGHT_MODES, WeightsMode
@@ -95,8 +95,8 @@ class ValidationMetrics:
     ) -> None:
         if weights not in WEIGHT_MODES:
             raise ValueError(f"weights must be one of {', '.join(WEIGHT_MODES)}, not {weights!r}")
-        if fid_method not in ("sqrtm", "svd"):
-            raise ValueError(f"fid_method must be 'sqrtm' or 'svd', not {fid_method!r}")
+        if fid_method not in FID_METHODS:
+            raise ValueError(f"fid_method must be one of {', '.join(FID_METHODS)}, not {fid_method!r}")
         self.device = torch.device(device)
         self.fid_method: FIDMethod = fid_method
         if lpips_net is None:

@@ -11,7 +11,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+from lama.imageio.formats import IMAGE_FORMATS
+
 EXIF_ORIENTATION = 0x0112
 
 

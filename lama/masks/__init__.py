@@ -1,16 +1,15 @@
-"""Training mask generators and the eval mask-set builder, reproducing the official LaMa masks."""
+"""Training mask generators and the eval mask-set builder, reproducing the official LaMa masks.
 
-from lama.masks.configs import EVAL_CONFIGS, TRAIN_CONFIGS, EvalSetConfig, eval_set_config
-from lama.masks.eval_set import MaskSetSummary, build_eval_mask_set, select_masks
-from lama.masks.generator import MaskGenerator
+Each name below is imported from its submodule when first used, so that importing ``lama.masks.configs`` (which
+the command line reads for its help) does not load numpy and OpenCV.
+"""
 
-__all__ = [
-    "EVAL_CONFIGS",
-    "TRAIN_CONFIGS",
-    "EvalSetConfig",
-    "MaskGenerator",
-    "MaskSetSummary",
-    "build_eval_mask_set",
-    "eval_set_config",
-    "select_masks",
-]
+from __future__ import annotations
+
+from lama.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "lama.masks.configs": ("EVAL_CONFIGS", "TRAIN_CONFIGS", "EvalSetConfig", "eval_set_config"),
+    "lama.masks.eval_set": ("MaskSetSummary", "build_eval_mask_set", "select_masks"),
+    "lama.masks.generator": ("MaskGenerator",),
+})

@@ -83,6 +83,8 @@ EVAL_CONFIGS: dict[str, EvalSetConfig] = {
     "medium_512": _eval(512, _strokes(4, 10, max_width=100, max_len=200), _boxes(0, 30, 150, 1, 5)),
     "thick_512": _eval(512, _strokes(1, 5, max_width=250, max_len=450), _boxes(10, 30, 300, 1, 4)),
 }
+# The image files an eval mask set is built from unless told otherwise (``lama masks --ext``).
+DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 # Stroke and box lengths in pixels: what scales with the image side when a config is used at another size.

@@ -21,19 +21,18 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from lama.files import atomic_write, remove_temporaries, write_image
 from lama.imageio.images import resize_short_side, to_rgb
 from lama.imageio.listing import list_files
 from lama.journal import Journal
-from lama.masks.configs import EVAL_CONFIGS, EvalSetConfig, eval_set_config
+from lama.masks.configs import DEFAULT_EXTENSIONS, EVAL_CONFIGS, EvalSetConfig, eval_set_config
 from lama.masks.generator import MaskGenerator
+from lama.progress import progress_bar
 from lama.signals import worker_initializer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MANIFEST = "maskset.json"
 JOURNAL = ".maskset.journal.jsonl"
 
@@ -221,7 +220,8 @@ def build_eval_mask_set(
         _account(summary, result)
     todo = [source for key, source in keys.items() if key not in done]
     job = _Job(config_name, config, seed, indir, outdir)
-    bar = tqdm(total=len(sources), initial=len(done), desc=f"masks {config_name}", unit="img", disable=not progress)
+    bar = progress_bar(total=len(sources), initial=len(done), desc=f"masks {config_name}", unit="img",
+                       disable=not progress)
     outdir.mkdir(parents=True, exist_ok=True)
     with bar, journal:
         pool = ProcessPoolExecutor(max_workers=n_jobs, initializer=worker_initializer()) if n_jobs > 1 else None

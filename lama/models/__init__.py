@@ -1,24 +1,17 @@
-"""LaMa generators, the discriminator, and model dirs in the official layout."""
+"""LaMa generators, the discriminator, and model dirs in the official layout.
 
-from lama.models.discriminator import NLayerDiscriminator
-from lama.models.generators import PRESETS, build_generator, count_parameters, generator_config
-from lama.models.inference import fold_all_batchnorms, prepare_for_inference
-from lama.models.model_dir import InpaintingModel, ModelDirError, load_model, read_config, save_model_dir
-from lama.safe_load import UnsafeCheckpointError, load_checkpoint_file
+Each name below is imported from its submodule when first used, so that importing a torch-free submodule (such as
+``lama.models.inference_options``, which the command line reads for its help) does not load torch.
+"""
 
-__all__ = [
-    "PRESETS",
-    "InpaintingModel",
-    "ModelDirError",
-    "NLayerDiscriminator",
-    "UnsafeCheckpointError",
-    "build_generator",
-    "count_parameters",
-    "fold_all_batchnorms",
-    "generator_config",
-    "load_checkpoint_file",
-    "load_model",
-    "prepare_for_inference",
-    "read_config",
-    "save_model_dir",
-]
+from __future__ import annotations
+
+from lama.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "lama.models.discriminator": ("NLayerDiscriminator",),
+    "lama.models.generators": ("PRESETS", "build_generator", "count_parameters", "generator_config"),
+    "lama.models.inference": ("fold_all_batchnorms", "prepare_for_inference"),
+    "lama.models.model_dir": ("InpaintingModel", "ModelDirError", "load_model", "read_config", "save_model_dir"),
+    "lama.safe_load": ("UnsafeCheckpointError", "load_checkpoint_file"),
+})

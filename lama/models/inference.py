@@ -13,18 +13,17 @@ import copy
 import torch
 from torch import nn
 
-from lama.config import ConfigError
 from lama.models.ffc import FFC_BN_ACT, FourierUnit
+from lama.models.inference_options import DEFAULT_PRECISION, PRECISIONS, check_precision
 from lama.models.pix2pixhd import MultidilatedConv
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DEFAULT_PRECISION = "fp32"
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The torch dtype a generator runs in at ``precision`` (a name of ``PRECISIONS``)."""
+    check_precision(precision)
+    return getattr(torch, PRECISIONS[precision])
 
 
-def check_precision(precision: str, key: str = "precision") -> None:
-    """One line naming ``key`` unless ``precision`` is one that inference runs in."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"{key}={precision!r}: expected one of {', '.join(PRECISIONS)}")
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
@@ -96,7 +95,7 @@ def prepare_for_inference(
     """The generator as ``lama predict`` runs it: eval mode, norms folded, on ``device`` in ``precision``."""
     check_precision(precision)
     generator = fold_all_batchnorms(generator) if fold_norms else copy.deepcopy(generator).eval()
-    generator = generator.to(device=device, dtype=PRECISIONS[precision])
+    generator = generator.to(device=device, dtype=precision_dtype(precision))
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
     return generator.requires_grad_(False)

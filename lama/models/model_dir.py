@@ -8,7 +8,8 @@ a plain dict of tensors that ``torch.load(weights_only=True)`` (the default of c
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,14 +158,20 @@ def official_config(
 def save_model_dir(
     model: InpaintingModel,
     model_dir: str | Path,
-    checkpoint: str = DEFAULT_CHECKPOINT,
+    checkpoint: str | Sequence[str] = DEFAULT_CHECKPOINT,
     discriminator: nn.Module | None = None,
     discriminator_config: Mapping[str, Any] | None = None,
     epoch: int = 0,
     global_step: int = 0,
     extra_config: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``config.yaml`` and ``models/<checkpoint>`` atomically; returns the checkpoint path."""
+    """Write ``config.yaml`` and ``models/<checkpoint>`` atomically; returns the checkpoint path.
+
+    ``checkpoint`` may name several files (a training step that is both the last and the best): they get the same
+    weights, serialised once, and the dir is reported once."""
+    names = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+    if not names:
+        raise ValueError("save_model_dir: no checkpoint name given")
     model_dir = Path(model_dir)
     (model_dir / "models").mkdir(parents=True, exist_ok=True)
     state = {GENERATOR_PREFIX + key: value.detach().cpu() for key, value in model.generator.state_dict().items()}
@@ -181,11 +188,15 @@ def save_model_dir(
     config = official_config(model.generator_config, discriminator_config, run_title=model_dir.name,
                              extra=extra_config)
     config["training_model"]["concat_mask"] = model.concat_mask
-    checkpoint_path = model_dir / "models" / checkpoint
+    checkpoint_path = model_dir / "models" / names[0]
     atomic_write(checkpoint_path, lambda f: torch.save(payload, f), durable=True)
+    for name in names[1:]:
+        with open(checkpoint_path, "rb") as source:
+            atomic_write(model_dir / "models" / name, lambda f, source=source: shutil.copyfileobj(source, f),
+                         durable=True)
     atomic_write(model_dir / CONFIG_NAME, lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()),
                  durable=True)
-    log.info("wrote model dir %s", model_dir)
+    log.info("wrote model dir %s (%s)", model_dir, ", ".join(names))
     return checkpoint_path
 
 

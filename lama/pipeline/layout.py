@@ -12,6 +12,7 @@ TRAIN_METRICS = Path("metrics/train")
 EVAL_METRICS = Path("metrics/eval")
 REPORTS = Path("reports")
 RESULTS = Path("results")
+SUMMARY_METRICS = Path("metrics/summary.json")
 
 
 def repository_root() -> Path:

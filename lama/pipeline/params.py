@@ -105,10 +105,12 @@ class EvalParams:
 
 @dataclass
 class ReportParams:
-    """``report``: ``table_size`` null means 512 when evaluated, else the largest size."""
+    """``report``: ``table_size`` null means 512 when evaluated, else the largest size; ``experiments``: also read
+    the evaluations of the saved DVC experiments of this commit (``lama.pipeline.experiments``)."""
 
     table_size: int | None = None
     samples: int = 4
+    experiments: bool = True
 
     def __post_init__(self) -> None:
         check_positive("report", self, ("samples",), minimum=0)

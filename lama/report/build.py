@@ -14,8 +14,9 @@ from typing import Any
 from lama.eval.schema import EVAL_FORMAT
 from lama.files import atomic_write
 from lama.report.anchors import AnchorTable, anchor_json, build_anchor_table
+from lama.report.area_bins import BIN_METRIC, BINS_FIGURE_NAME, BinSeries, bin_series, write_bins_figure
 from lama.report.evaluations import Evaluation, Picker, load_evaluations
-from lama.report.figures import ResolutionSeries, write_resolution_figure
+from lama.report.figures import RESOLUTION_FIGURE_NAME, ResolutionSeries, write_resolution_figure
 from lama.report.markdown import report_markdown
 from lama.report.paper import FIG6_NOTE, PAPER_EVAL_NOTE
 from lama.report.samples import GridResult, write_sample_grids
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 REPORT_FORMAT = "lama-report/1"
 MARKDOWN_NAME = "tables.md"
 JSON_NAME = "report.json"
-FIGURE_NAME = "fig6_resolution.png"
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,16 @@ def _count(number: int, noun: str) -> str:
 
 
 def build_report(results: Sequence[str | Path], out_dir: str | Path, *, table_size: int | None = None,
-                 samples: int = 4, progress: bool = False) -> ReportSummary:
-    """Read evaluations, rebuild Tables 1, 2, 4, the mask_interp table, Fig. 6 and sample grids into ``out_dir``."""
+                 samples: int = 4, progress: bool = False, experiments: Sequence[Evaluation] = ()) -> ReportSummary:
+    """Read evaluations, rebuild Tables 1, 2, 4, the mask_interp table, Fig. 6 and sample grids into ``out_dir``.
+
+    ``experiments`` are evaluations read from elsewhere (saved DVC experiments): they fill what the files under
+    ``results`` leave empty. The sample grids show the files' predictions only, the ones on disk."""
     if samples < 0:
         raise ValueError(f"samples must be >= 0, got {samples}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    evaluations = load_evaluations(results)
+    evaluations = [*load_evaluations(results), *experiments]
     if not evaluations:
         logger.warning("no %s evaluation files in %s: every table cell will be missing", EVAL_FORMAT,
                        ", ".join(map(str, results)))
@@ -72,33 +75,35 @@ def build_report(results: Sequence[str | Path], out_dir: str | Path, *, table_si
     anchors = build_anchor_table(evaluations, table_size, picker)
     tables = [build_table(spec, evaluations, table_size, picker) for spec in TABLE_SPECS]
     series = resolution_series(evaluations, picker)
-    write_resolution_figure(series, out / FIGURE_NAME)
+    write_resolution_figure(series, out / RESOLUTION_FIGURE_NAME)
+    bins = bin_series(evaluations, table_size, picker)
+    write_bins_figure(bins, out / BINS_FIGURE_NAME)
     used = _evaluations_shown(anchors, tables, evaluations)
     grids = write_sample_grids(used, out, samples, progress) if samples else []
     summary = ReportSummary(
-        out_dir=out, markdown=out / MARKDOWN_NAME, json=out / JSON_NAME, figure=out / FIGURE_NAME,
-        tables=len(tables), figures=1, sample_grids=sum(grid.path is not None for grid in grids),
+        out_dir=out, markdown=out / MARKDOWN_NAME, json=out / JSON_NAME, figure=out / RESOLUTION_FIGURE_NAME,
+        tables=len(tables), figures=2, sample_grids=sum(grid.path is not None for grid in grids),
         skipped_grids=sum(grid.path is None for grid in grids), evaluations=len(evaluations),
         missing_cells=sum(cell.status == MISSING for table in tables for cell in table.cells()),
     )
-    markdown = report_markdown(anchors, tables, series, grids, str(summary), FIGURE_NAME, samples)
+    markdown = report_markdown(anchors, tables, series, bins, grids, str(summary), samples)
     atomic_write(summary.markdown, lambda handle: handle.write(markdown.encode("utf-8")))
-    payload = _report_json(anchors, tables, series, grids, evaluations, summary)
+    payload = _report_json(anchors, tables, series, bins, grids, evaluations, summary)
     atomic_write(summary.json, lambda handle: handle.write(json.dumps(payload, indent=2, ensure_ascii=False)
                                                             .encode("utf-8")))
-    logger.info("report written to %s: %s", out, summary)
     return summary
 
 
 def _evaluations_shown(anchors: AnchorTable, tables: Sequence[Table], evaluations: Sequence[Evaluation]
                        ) -> list[Evaluation]:
-    """The evaluations behind a number of the report: theirs are the sample grids."""
+    """The workspace's evaluations behind a number of the report: theirs are the sample grids."""
     sources = {cell.source for table in tables for cell in table.cells() if cell.source}
     sources.update(source for row in anchors.rows for source in row.sources.values())
-    return [evaluation for evaluation in evaluations if str(evaluation.source) in sources]
+    return [evaluation for evaluation in evaluations
+            if str(evaluation.source) in sources and evaluation.experiment is None]
 
 
-def _report_json(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries,
+def _report_json(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries, bins: BinSeries,
                  grids: Sequence[GridResult], evaluations: Sequence[Evaluation], summary: ReportSummary
                  ) -> dict[str, Any]:
     return {
@@ -109,11 +114,12 @@ def _report_json(anchors: AnchorTable, tables: Sequence[Table], series: Resoluti
         "anchors": anchor_json(anchors),
         "tables": {table.spec.key: _table_json(table) for table in tables},
         "figure": {
-            "path": FIGURE_NAME,
+            "path": RESOLUTION_FIGURE_NAME,
             "note": FIG6_NOTE,
             "series": {metric: {label: [vars(point) for point in points] for label, points in lines.items()}
                        for metric, lines in series.items()},
         },
+        "area_bins": {"path": BINS_FIGURE_NAME, "metric": BIN_METRIC, "series": bins},
         "samples": [{**vars(grid), "title": grid.title} for grid in grids],
     }
 
@@ -124,7 +130,7 @@ def _evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
         "train_masks": evaluation.train_masks, "mask_interp": evaluation.mask_interp,
         "classical": evaluation.classical, "recipe": None if evaluation.recipe is None else list(evaluation.recipe),
         "mask_set": evaluation.mask_set, "kind": evaluation.mask_kind, "size": evaluation.mask_size,
-        "n": evaluation.n, "stand_in": list(evaluation.stand_in_networks),
+        "n": evaluation.n, "stand_in": list(evaluation.stand_in_networks), "experiment": evaluation.experiment,
     }
 
 

@@ -2,8 +2,8 @@
 ``lama.eval.schema``, then as the ``Evaluation`` records the tables select from.
 
 A file that claims the format but has a wrong field is an error naming the file and the key; other JSON found under a
-results folder is not ours and is skipped. When several evaluations fit one table cell, the first by path is used
-and the others are named in a warning.
+results folder is not ours and is skipped. When several evaluations fit one table cell, the workspace's is used
+before a saved experiment's, then the first by path, and the others are named in a warning.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lama.eval.metrics import STAND_IN_SUFFIX, affected_by_stand_ins
@@ -53,6 +53,10 @@ class Evaluation:
     classical: str | None = None  # the classical method (lama.baselines) for a baseline, None for a trained model
     # How the model's training loss departs from the paper's recipe; empty: the paper's; None: not recorded.
     recipe: tuple[str, ...] | None = None
+    # Area bin ("0-10%", ...) -> metric -> mean over the bin's images (None: NaN or not computed).
+    bins: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    # The saved DVC experiment it was read from (``lama.pipeline.experiments``); None: the workspace's results.
+    experiment: str | None = None
 
     @property
     def deviates(self) -> bool:
@@ -137,7 +141,18 @@ def parse_evaluation(data: Mapping, path: Path) -> Evaluation:
         metrics=dict(document.metrics),
         classical=model.classical,
         recipe=None if model.recipe is None else tuple(model.recipe),
+        bins={name: _bin_means(scores) for name, scores in document.bins.items() if name != "total"},
     )
+
+
+def _bin_means(scores: Mapping) -> dict[str, float | None]:
+    """A bin's metrics as numbers: the mean of those stored with their spread, NaN and null as None."""
+    means = {}
+    for key, value in scores.items():
+        value = value.get("mean") if isinstance(value, Mapping) else value
+        if isinstance(value, int | float) and not isinstance(value, bool) and key != "n":
+            means[key] = float(value) if math.isfinite(value) else None
+    return means
 
 
 def _data_path(text: str, source: Path) -> Path:
@@ -161,8 +176,14 @@ def choose_size(evaluations: Sequence[Evaluation], table_size: int | None) -> in
     return PREFERRED_SIZE if PREFERRED_SIZE in sizes else max(sizes)
 
 
+def preference(evaluation: Evaluation) -> tuple[bool, str, str]:
+    """The order in which evaluations fill a cell: the workspace's first, then by experiment name and path."""
+    return evaluation.experiment is not None, evaluation.experiment or "", str(evaluation.source)
+
+
 class Picker:
-    """Chooses one evaluation per cell (the first by path) and warns once about each set of duplicates."""
+    """Chooses one evaluation per cell (the workspace's, then the first by experiment and path) and warns once about
+    each set of duplicates."""
 
     def __init__(self) -> None:
         self._warned: set[tuple[str, ...]] = set()
@@ -170,7 +191,7 @@ class Picker:
     def pick(self, matches: Sequence[Evaluation], what: str) -> Evaluation | None:
         if not matches:
             return None
-        ordered = sorted(matches, key=lambda evaluation: str(evaluation.source))
+        ordered = sorted(matches, key=preference)
         names = tuple(str(evaluation.source) for evaluation in ordered)
         if len(ordered) > 1 and names not in self._warned:
             self._warned.add(names)

@@ -23,6 +23,7 @@ from lama.imageio.eval_layout import MaskImagePair, find_pairs, open_image
 STAND_IN_MARK = "†"
 RECIPE_MARK = "§"
 METRIC_TITLES = {"fid": "FID", "lpips": "LPIPS"}
+RESOLUTION_FIGURE_NAME = "fig6_resolution.png"
 NO_DATA_TEXT = "no evaluations at several resolutions yet"
 ONE_SIZE_TEXT = "only one resolution evaluated so far"
 # A grid's columns: these two, one per model (its name), then the ground truth.
@@ -67,7 +68,7 @@ def draw_resolution_figure(series: ResolutionSeries) -> Figure:
     axes = figure.subplots(1, len(METRIC_TITLES))
     for ax, metric in zip(axes, METRIC_TITLES, strict=True):
         _draw_panel(ax, series.get(metric, {}), metric, panel_stand_in(series, metric), sizes)
-    subtitle = "wide (thick) masks, wide-trained models, mask_interp none; no paper line (no tick values printed)"
+    subtitle = "wide (thick) masks, one line per trained model; no paper line (no tick values printed)"
     if len(sizes) == 1:
         subtitle += f"; {ONE_SIZE_TEXT}"
     figure.suptitle(f"Fig. 6 rebuilt: FID and LPIPS against test resolution\n{subtitle}", fontsize=10)

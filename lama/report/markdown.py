@@ -1,5 +1,5 @@
 """The report as Markdown: the tables with the paper's numbers beside ours, their marks and footnotes, the missing
-lists, and the Fig. 6 and sample-grid sections.
+lists, and the Fig. 6, scores-by-area and sample-grid sections.
 
 A value computed with a stand-in network is marked †, one of a model trained with another loss than the paper's §,
 wherever it is shown; relative changes carry the paper's ▲/▼ marks.
@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lama.report.anchors import AnchorTable, anchor_markdown
-from lama.report.figures import METRIC_TITLES, RECIPE_MARK, STAND_IN_MARK, ResolutionSeries, grid_columns
+from lama.report.area_bins import BIN_METRIC, BINS_FIGURE_NAME, BinSeries
+from lama.report.figures import (
+    METRIC_TITLES,
+    RECIPE_MARK,
+    RESOLUTION_FIGURE_NAME,
+    STAND_IN_MARK,
+    ResolutionSeries,
+    grid_columns,
+)
 from lama.report.paper import FIG6_NOTE, MASK_KIND_OF_WIDTH, MASK_WIDTHS, METRICS, PAPER_EVAL_NOTE
 from lama.report.samples import GridResult
 from lama.report.tables import MISSING, NOT_AVAILABLE, Cell, Row, Table, column_key
@@ -136,9 +144,18 @@ def _table_footnotes(table: Table) -> list[str]:
             if cell.paper is None and cell.paper_note:
                 title = _column_title(cell.width, cell.metric, "paper")
                 lines.append(f"{PAPER_NOTE_MARK} {row.spec.label}, {title}: {cell.paper_note}.")
+    lines += _experiment_footnotes(table)
     paragraphs = [paragraph for line in lines for paragraph in (line, "")]
     missing = [f"- missing: {item}" for item in table.missing] or ["missing: nothing"]
     return [*paragraphs, *missing, ""]
+
+
+def _experiment_footnotes(table: Table) -> list[str]:
+    """Which rows were read from saved DVC experiments rather than the workspace, and from which."""
+    sources = {row.spec.label: sorted({cell.experiment for cell in row.cells.values() if cell.experiment})
+               for row in table.rows}
+    named = [f"{label} from {', '.join(f'`{name}`' for name in names)}" for label, names in sources.items() if names]
+    return [f"From saved DVC experiments (`dvc exp show`), not the workspace: {'; '.join(named)}."] if named else []
 
 
 def recipe_footnotes(recipes: Sequence[tuple[str, tuple[str, ...]]]) -> list[str]:
@@ -149,20 +166,31 @@ def recipe_footnotes(recipes: Sequence[tuple[str, tuple[str, ...]]]) -> list[str
             "not compared with the paper's numbers." for label, recipe in distinct]
 
 
-def figure_markdown(series: ResolutionSeries, figure_name: str) -> list[str]:
+def figure_markdown(series: ResolutionSeries) -> list[str]:
     sizes = sorted({point.size for lines in series.values() for points in lines.values() for point in points})
-    lines = ["## Fig. 6 — FID and LPIPS against test resolution", "", f"![Fig. 6]({figure_name})", ""]
+    lines = ["## Fig. 6 — FID and LPIPS against test resolution", "", f"![Fig. 6]({RESOLUTION_FIGURE_NAME})", ""]
     if not sizes:
-        lines.append("No evaluations on thick mask sets of wide-trained models yet: the figure only says so.  ")
+        lines.append("No evaluations of trained models on thick mask sets yet: the figure only says so.  ")
     else:
-        lines.append(f"Resolutions: {', '.join(map(str, sizes))}; wide (thick) mask sets; one line per architecture "
-                     "(wide-trained, mask_interp none).  ")
+        lines.append(f"Resolutions: {', '.join(map(str, sizes))}; wide (thick) mask sets; one line per trained model "
+                     "(its training masks and mask_interp where they are not the paper's, [the saved experiment] "
+                     "where it is not the workspace's).  ")
     if any(point.stand_in for lines_ in series.values() for points in lines_.values() for point in points):
         lines.append(STAND_IN_FOOTNOTE + "  ")
     if any(label.endswith(RECIPE_MARK) for lines_ in series.values() for label in lines_):
         lines.append(f"{RECIPE_MARK} trained with a recipe that is not the paper's (see the tables' notes).  ")
     lines += [FIG6_NOTE, ""]
     return lines
+
+
+def area_bins_markdown(series: BinSeries) -> list[str]:
+    """The scores-by-hole-area figure and what it shows."""
+    lines = ["## Scores by hole area", "", f"![{BIN_METRIC} by hole area]({BINS_FIGURE_NAME})", ""]
+    if not series:
+        return [*lines, "No evaluations with area bins yet.", ""]
+    return [*lines, f"Mean {BIN_METRIC} per bin of hole area (the share of the image masked), per test mask set at "
+            "the tables' resolution, for the workspace's models: a model that learned to inpaint loses less as the "
+            "hole grows. `dvc plots show` draws the same numbers per evaluation.", ""]
 
 
 def samples_markdown(grids: Sequence[GridResult], samples: int) -> list[str]:
@@ -178,14 +206,16 @@ def samples_markdown(grids: Sequence[GridResult], samples: int) -> list[str]:
     return lines
 
 
-def report_markdown(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries,
-                    grids: Sequence[GridResult], summary: str, figure_name: str, samples: int) -> str:
-    """The whole ``tables.md``: the one-line ``summary``, notes and legend, anchors, tables, Fig. 6 and samples."""
+def report_markdown(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries, bins: BinSeries,
+                    grids: Sequence[GridResult], summary: str, samples: int) -> str:
+    """The whole ``tables.md``: the one-line ``summary``, notes and legend, anchors, tables, Fig. 6, the scores by
+    hole area and samples."""
     lines = ["# LaMa paper tables, rebuilt", "", f"{summary}.", "", PAPER_EVAL_NOTE, "", LEGEND, ""]
     lines += anchor_markdown(anchors, RECIPE_MARK,
                              recipe_footnotes([(row.label, row.recipe) for row in anchors.rows]))
     for table in tables:
         lines += table_markdown(table)
-    lines += figure_markdown(series, figure_name)
+    lines += figure_markdown(series)
+    lines += area_bins_markdown(bins)
     lines += samples_markdown(grids, samples)
     return "\n".join(lines)

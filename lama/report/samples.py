@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from lama.baselines import METHODS
+from lama.progress import progress_bar
 from lama.report.evaluations import Evaluation
 from lama.report.figures import sample_pairs, write_sample_grid
 
@@ -66,8 +65,8 @@ def write_sample_grids(evaluations: Sequence[Evaluation], out_dir: Path, samples
         by_set.setdefault((evaluation.mask_set, evaluation.mask_dir), []).append(evaluation)
     results: list[GridResult] = []
     used: set[str] = set()
-    for (mask_set, mask_dir), members in tqdm(sorted(by_set.items(), key=lambda item: str(item[0])),
-                                              desc="sample grids", unit="grid", disable=not progress):
+    for (mask_set, mask_dir), members in progress_bar(sorted(by_set.items(), key=lambda item: str(item[0])),
+                                                      desc="sample grids", unit="grid", disable=not progress):
         shown: dict[str, Path] = {}
         sources: list[str] = []
         skipped: dict[str, str] = {}

@@ -121,6 +121,7 @@ class Cell:
     stand_in: bool = False
     recipe: tuple[str, ...] = ()  # how the evaluated model's training departs from the paper's recipe
     source: str | None = None
+    experiment: str | None = None  # the saved DVC experiment the value was read from; None: the workspace
     paper: float | None = None
     paper_note: str | None = None
     ours_change_pct: float | None = None
@@ -207,7 +208,7 @@ def _cell(width: str, metric: str, mask_set: str, evaluation: Evaluation | None,
         cell.paper_note = paper.notes.get(column_key(width, metric))
     if evaluation is None:
         return cell
-    cell.source = str(evaluation.source)
+    cell.source, cell.experiment = str(evaluation.source), evaluation.experiment
     cell.recipe = evaluation.recipe or ()
     measured = evaluation.metric(metric)
     if measured is None or measured.value is None:
@@ -239,18 +240,21 @@ def _fill_relative_changes(table: Table) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- Fig. 6
 def resolution_series(evaluations: Sequence[Evaluation], picker: Picker) -> dict[str, dict[str, list[SeriesPoint]]]:
-    """Fig. 6's points: per architecture (wide-trained, mask_interp none), FID and LPIPS on thick masks by size."""
+    """Fig. 6's points: FID and LPIPS on thick masks by size, one line per trained model found (its architecture,
+    training masks and mask_interp, and the saved experiment it comes from), so every run evaluated at several
+    resolutions is drawn, in the workspace or in an experiment."""
     series: dict[str, dict[str, list[SeriesPoint]]] = {metric: {} for metric in METRICS}
-    for architecture, paper_row in TABLE2.items():
-        selector = Selector(architecture)
-        by_size: dict[int, list[Evaluation]] = {}
-        for evaluation in evaluations:
-            if selector.matches(evaluation) and evaluation.mask_kind == "thick" and evaluation.mask_size:
-                by_size.setdefault(evaluation.mask_size, []).append(evaluation)
+    by_line: dict[tuple[Selector, str | None], dict[int, list[Evaluation]]] = {}
+    for evaluation in evaluations:
+        if evaluation.classical is None and evaluation.mask_kind == "thick" and evaluation.mask_size:
+            selector = Selector(evaluation.architecture, evaluation.train_masks, evaluation.mask_interp)
+            line = by_line.setdefault((selector, evaluation.experiment), {})
+            line.setdefault(evaluation.mask_size, []).append(evaluation)
+    for (selector, experiment), by_size in sorted(by_line.items(), key=lambda item: _line_order(*item[0])):
         chosen = {size: picker.pick(found, f"{selector.short()} × thick at {size}×{size}")
                   for size, found in sorted(by_size.items())}
         deviates = any(evaluation.deviates for evaluation in chosen.values() if evaluation)
-        label = f"{paper_row.label} ({architecture}){RECIPE_MARK if deviates else ''}"
+        label = _line_label(selector, experiment) + (RECIPE_MARK if deviates else "")
         for size, evaluation in chosen.items():
             for metric in METRICS:
                 measured = evaluation.metric(metric) if evaluation else None
@@ -259,3 +263,17 @@ def resolution_series(evaluations: Sequence[Evaluation], picker: Picker) -> dict
                 point = SeriesPoint(size, measured.value, measured.stand_in, str(evaluation.source))
                 series[metric].setdefault(label, []).append(point)
     return series
+
+
+def _line_order(selector: Selector, experiment: str | None) -> tuple[int, str, str]:
+    """The paper's Table 2 architectures first in its order, then other models; the workspace before experiments."""
+    order = list(TABLE2).index(selector.architecture) if selector.architecture in TABLE2 else len(TABLE2)
+    return order, selector.short(), experiment or ""
+
+
+def _line_label(selector: Selector, experiment: str | None) -> str:
+    """The paper's name for a wide-trained architecture without mask_interp (as in Table 2), else what differs;
+    a line from a saved experiment carries its name in brackets, as ``dvc exp show`` writes it."""
+    paper = TABLE2.get(selector.architecture) if selector == Selector(selector.architecture) else None
+    label = f"{paper.label} ({selector.architecture})" if paper else selector.short()
+    return f"{label} [{experiment}]" if experiment else label

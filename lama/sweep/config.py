@@ -94,6 +94,11 @@ class SweepConfig:
         return {key: value for key, value in asdict(self).items() if key not in OPERATIONAL_KEYS}
 
 
+def objective_name(config: SweepConfig) -> str:
+    """What a trial's value is called in logs, MLflow and the results: the metric, or the closed form."""
+    return config.metric if config.objective == "training" else "closed-form"
+
+
 def check_weights(weights: dict[str, float], coordinates: list[str], where: str) -> dict[str, float]:
     """The four weights as floats: the searched ones positive (their grid is log-spaced), the others >= 0."""
     for name in COORDINATES:

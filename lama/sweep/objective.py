@@ -46,7 +46,7 @@ class TrialContext:
     stage: StageId
     search: str
     tags: dict[str, str] = field(default_factory=dict)  # the child run's MLflow tags, parent included
-    run_id: str | None = None  # set by an objective that made its own MLflow run (the training)
+    run_id: str | None = None  # the trial's MLflow run: the search's, or the one the objective made (training)
 
     def report(self, step: int, value: float) -> bool:
         """Record an intermediate value; True when the pruner gives this trial up."""
@@ -90,6 +90,8 @@ class TrainingObjective:
 
     ``base`` is a run config mapping (``RunConfig.to_dict()``); each trial trains into its own folder under
     ``trials_dir`` and, unless ``keep_models``, keeps only its config, log and metrics there."""
+
+    makes_own_run = True  # the training's MLflow run is the trial's: the search starts none
 
     def __init__(self, base: dict[str, Any], config: SweepConfig, trials_dir: str | Path) -> None:
         self.base, self.config, self.trials_dir = base, config, Path(trials_dir)

@@ -11,7 +11,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from lama.files import atomic_write
-from lama.sweep.config import COORDINATES
+from lama.sweep.config import COORDINATES, objective_name
 from lama.sweep.plan import Plan, Stage, StageId, setting_key
 from lama.sweep.search import Search
 from lama.sweep.storage import DUPLICATE, ERROR, KEY, TRANSIENT, WORKER, GivenUp
@@ -44,7 +44,7 @@ def summarize(search: Search, plan: Plan) -> dict[str, Any]:
     given_up = {stage.id: search.storage.given_up(stage.id) for stage in plan.stages}
     return {
         "format": FORMAT, "search": search.name, "finished": plan.finished, "reason": plan.reason,
-        "objective": config.metric if config.objective == "training" else "closed-form",
+        "objective": objective_name(config),
         "direction": "maximize" if search.spec.maximize else "minimize",
         "initial": search.spec.start,
         "base_loss": search.base.get("loss", {}),  # the whole loss section the trials start from

@@ -25,12 +25,13 @@ import optuna
 from omegaconf import OmegaConf
 
 from lama.config import ConfigError
-from lama.sweep.config import COORDINATES, SweepConfig, check_weights
+from lama.sweep.config import COORDINATES, SweepConfig, check_weights, objective_name
 from lama.sweep.interrupt import check, interruptible, protected, stop_on_signals
 from lama.sweep.objective import Objective, TrainingObjective, TrialContext, closed_form
-from lama.sweep.plan import Plan, SearchSpec, StageId, make_plan, setting_key
+from lama.sweep.plan import Plan, SearchSpec, Stage, StageId, make_plan, setting_key
+from lama.sweep.progress import Progress
 from lama.sweep.storage import ERROR, TRANSIENT, SearchStorage, heartbeat, open_storage, redact
-from lama.sweep.tracking import PARENT_TAG, SweepTracking
+from lama.sweep.tracking import PARENT_TAG, SEARCH_TAG, STUDY_TAG, TRIAL_TAG, SweepTracking
 from lama.train.config import MAXIMISED
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Search:
     storage: SearchStorage
     base: dict[str, Any]  # the training run config the trials start from
     tracking: SweepTracking | None
+    lease: int | None = None  # held by the process that owns the MLflow parent run (see lama.sweep.storage)
 
     def plan(self) -> Plan:
         return make_plan(self.spec, self.storage.outcomes)
@@ -107,18 +109,47 @@ def start_search(config: SweepConfig, base: dict[str, Any], run: str, storage_ur
     record = {"identity": identity, "config": asdict(config), "initial": initial, "base": base, "run": run,
               "storage": redact(storage_url)}
     search.storage.create(record)
-    if search.tracking is not None:
-        with protected():  # a parent run not stored with the search would be orphaned, and another one made
-            parent = search.storage.parent_run()
-            if parent is None:
-                parent = search.tracking.start_parent(
-                    name, {"sweep": config.identity(), "initial": initial, "run": run},
-                    {"optuna.storage": redact(storage_url), "optuna.study": name})
-                search.storage.set_parent_run(parent)
-            else:
-                search.tracking.reopen_parent(parent)
+    own_parent_run(search)
+    end_orphaned_runs(search)
     log.info("search %s in %s", name, redact(storage_url))
     return search
+
+
+def own_parent_run(search: Search) -> None:
+    """Take the lease on the search's MLflow parent run, and start the run or reopen it (a resumed search)."""
+    if search.tracking is None:
+        return
+    record = search.storage.record() or {}
+    with protected():  # a parent run not stored with the search would be orphaned, and another one made
+        search.lease = search.storage.take_lease(worker_id())
+        parent = search.storage.parent_run()
+        if parent is None:
+            parent = search.tracking.start_parent(
+                search.name, {"sweep": search.config.identity(), "initial": search.spec.start,
+                              "run": record.get("run")},
+                {"optuna.storage": redact(search.storage.storage.url), STUDY_TAG: search.name})
+            search.storage.set_parent_run(parent)
+        else:
+            search.tracking.reopen_parent(parent)
+
+
+def end_orphaned_runs(search: Search) -> None:
+    """End KILLED the MLflow runs of the search that a process killed without a word left RUNNING: the trial runs
+    whose trial no longer runs (its heartbeats stopped), and the parent run when no process holds its lease (a
+    process holding the lease, this one, keeps it). A failure is a warning: MLflow is the comparison view."""
+    if search.tracking is None:
+        return
+    try:
+        live = search.storage.live_trials()
+        parent = search.storage.parent_run()
+        owner_gone = parent is not None and search.lease is None and not search.storage.owner_alive()
+        orphaned = parent if owner_gone else None
+        ended = search.tracking.end_orphans(search.name, live, orphaned)
+    except Exception as error:
+        log.warning("search %s: ending the MLflow runs of stopped processes failed: %s", search.name, error)
+        return
+    if ended:
+        log.info("search %s: ended %d MLflow run(s) that a stopped process left running", search.name, len(ended))
 
 
 def join_search(storage_url: str, name: str, wait: float = 300.0) -> Search:
@@ -134,6 +165,7 @@ def join_search(storage_url: str, name: str, wait: float = 300.0) -> Search:
         while search.storage.parent_run() is None and time.monotonic() < deadline:
             with interruptible():
                 time.sleep(1)
+        end_orphaned_runs(search)
     return search
 
 
@@ -156,78 +188,87 @@ def work(search: Search, objective: Objective | None = None, worker: str | None 
     an error of the environment (``ENVIRONMENT``) is raised likewise."""
     objective = objective or make_objective(search)
     worker = worker or worker_id()
+    progress = Progress(search.storage, search.config, search.spec.maximize, worker)
     waiting_for = None
     with stop_on_signals():
         while True:
             check()
             plan = search.plan()
             if plan.finished:
-                log.info("search %s ended: %s", search.name, plan.reason)
+                progress.finished(plan)
+                end_orphaned_runs(search)
                 return plan
             stage = plan.current
+            progress.stage(plan)
             with protected():  # from the claim to the recorded outcome, only the objective may be cut short
                 claimed = search.storage.claim(stage, worker)
                 if claimed is not None:
                     waiting_for = None
-                    run_trial(search, objective, *claimed, stage.id, worker)
+                    run_trial(search, objective, *claimed, stage, worker, progress)
                     continue
             if waiting_for != stage.id:
-                log.info("stage %s: waiting for %d running trial(s) of other workers", stage.id.label,
-                         search.storage.running(stage.id))
+                progress.waiting(stage.id, search.storage.running(stage.id))
                 waiting_for = stage.id
             with interruptible():
                 time.sleep(search.config.poll_seconds)
 
 
-def run_trial(search: Search, objective: Objective, trial: optuna.trial.Trial, trial_id: int, stage_id: StageId,
-              worker: str) -> None:
+def trial_tags(search: Search, stage: StageId, trial: optuna.trial.Trial, key: str, worker: str) -> dict[str, str]:
+    """A trial's MLflow tags: where it is in the storage, its setting, its worker and its parent run."""
+    parent = search.storage.parent_run() if search.tracking is not None else None
+    return {SEARCH_TAG: search.name, STUDY_TAG: search.storage.stage_name(stage), TRIAL_TAG: str(trial.number),
+            "sweep.stage": stage.label, "sweep.setting": key, "sweep.worker": worker,
+            **({PARENT_TAG: parent} if parent else {})}
+
+
+def start_trial_run(search: Search, objective: Objective, context: TrialContext) -> bool:
+    """Start the trial's MLflow run, unless the objective makes its own (the training does); whether it did."""
+    if search.tracking is None or getattr(objective, "makes_own_run", False):
+        return False
+    context.run_id = search.tracking.start_trial(trial_run_name(search, context), context.tags, context.weights)
+    return context.run_id is not None
+
+
+def trial_run_name(search: Search, context: TrialContext) -> str:
+    return f"{search.name}/{context.stage.label}/{context.trial.number}"
+
+
+def run_trial(search: Search, objective: Objective, trial: optuna.trial.Trial, trial_id: int, stage: Stage,
+              worker: str, progress: Progress) -> None:
     """Evaluate one claimed trial and record its outcome; call it inside :func:`protected` (``work`` does)."""
     weights = {name: float(trial.params[name]) for name in COORDINATES}
     key = setting_key(weights)
-    parent = search.storage.parent_run() if search.tracking is not None else None
-    tags = {"lama.sweep": search.name, "optuna.study": search.storage.stage_name(stage_id),
-            "optuna.trial": str(trial.number), "sweep.stage": stage_id.label, "sweep.setting": key,
-            "sweep.worker": worker, **({PARENT_TAG: parent} if parent else {})}
-    context = TrialContext(trial, weights, key, stage_id, search.name, tags)
-    study = search.storage.study(stage_id)
-    log.info("trial %s #%d: %s", stage_id.label, trial.number, key)
-    outcome, value = "failed", None
+    context = TrialContext(trial, weights, key, stage.id, search.name,
+                           trial_tags(search, stage.id, trial, key, worker))
+    owned = start_trial_run(search, objective, context)
+    study = search.storage.study(stage.id)
+    line = progress.started(stage, trial.number, weights)
+    outcome, value, detail = "failed", None, ""
     try:
         with interruptible(), heartbeat(search.storage.storage, trial_id, search.config.heartbeat_interval):
             value = float(objective(context))
-        outcome = "complete"
         study.tell(trial, value)
+        outcome = "complete"
     except optuna.TrialPruned as reason:
-        outcome = "pruned"
-        trial.set_user_attr("lama.pruned", str(reason) or "pruned")
+        outcome, detail = "pruned", str(reason) or "pruned"
+        trial.set_user_attr("lama.pruned", detail)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     except BaseException as error:
-        reason = f"{type(error).__name__}: {error}"[:1000]
-        trial.set_user_attr(ERROR, reason)
+        detail = f"{type(error).__name__}: {error}"[:1000]
+        trial.set_user_attr(ERROR, detail)
         if isinstance(error, ENVIRONMENT):
             outcome = "interrupted"
             trial.set_user_attr(TRANSIENT, True)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         if outcome == "interrupted":
-            log.warning("trial %s #%d interrupted (%s); it runs again when the search resumes", stage_id.label,
-                        trial.number, reason)
             raise
-        given_up = search.storage.given_up(stage_id).get(key)
-        if given_up is None:
-            log.warning("trial %s #%d failed (%s); it will be retried", stage_id.label, trial.number, reason)
-        else:
-            log.error("trial %s #%d failed (%s); setting %s is given up after %d failures", stage_id.label,
-                      trial.number, reason, key, given_up.failures)
     finally:
         if search.tracking is not None:
             # After a stop signal, a second one may cut the MLflow bookkeeping short; the storage has the outcome.
             with interruptible(check_first=False) if outcome == "interrupted" else nullcontext():
-                search.tracking.record_trial(context.run_id, f"{search.name}/{stage_id.label}/{trial.number}",
-                                             tags, {name: weights[name] for name in COORDINATES}, outcome, value,
-                                             search.config.metric if search.config.objective == "training"
-                                             else "closed-form")
-    log.info("trial %s #%d: %s%s", stage_id.label, trial.number, outcome,
-             f" {value:.6g}" if value is not None else "")
+                search.tracking.record_trial(context.run_id, owned, trial_run_name(search, context), context.tags,
+                                             weights, outcome, value, objective_name(search.config))
+        progress.ended(line, outcome, value, detail)
 
 
 def make_objective(search: Search) -> Objective:

@@ -5,27 +5,50 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
 
 from lama.config import ConfigError
 from lama.sweep.results import finish
-from lama.sweep.search import Search, join_search, work
-from lama.sweep.storage import RECORD, open_storage, redact
+from lama.sweep.search import Search, join_search, own_parent_run, work
+from lama.sweep.storage import RECORD, heartbeat, open_storage, redact
 
 log = logging.getLogger(__name__)
 
 
 def run_search(search: Search) -> dict[str, Any]:
-    """Work on the search until it ends, then write its results (best weights, summary, plot, loss config). A
-    search stopped before its end leaves its MLflow parent run KILLED (a stop signal) or FAILED."""
+    """Work on the search until it ends, then write its results (best weights, summary, plot, loss config) and
+    finish its MLflow parent run. A search stopped before its end leaves the parent run KILLED (a stop signal) or
+    FAILED (an error, in the results too); this process holds the parent run's lease throughout."""
+    if search.tracking is not None and search.lease is None:  # the lease was given back by an earlier run
+        own_parent_run(search)
+    with _lease_kept(search):
+        try:
+            plan = work(search)
+            return finish(search, plan, search.config.out_dir, search.config.loss_config)
+        except BaseException as error:
+            _end_parent(search, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            raise
+
+
+@contextmanager
+def _lease_kept(search: Search) -> Iterator[None]:
+    """Send the lease's heartbeats while the block runs, and give the lease back after."""
+    if search.lease is None:
+        yield
+        return
     try:
-        plan = work(search)
-    except BaseException as error:
-        _end_parent(search, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
-        raise
-    return finish(search, plan, search.config.out_dir, search.config.loss_config)
+        with heartbeat(search.storage.storage, search.lease, search.config.heartbeat_interval):
+            yield
+    finally:
+        lease, search.lease = search.lease, None
+        try:
+            search.storage.release_lease(lease)
+        except Exception as error:  # it lapses by itself once its heartbeats stop
+            log.warning("giving back the lease on search %s failed: %s", search.name, error)
 
 
 def _end_parent(search: Search, status: str) -> None:

@@ -13,6 +13,10 @@ configuration (see ``ENVIRONMENT`` in :mod:`lama.sweep.search`). Optuna has no s
 stored FAIL with the user attribute ``lama.transient`` set; the tally skips it, and the setting is claimed again
 as if that trial had never run. A trial whose worker died without a word (a SIGKILL, the OOM killer) does count:
 the setting itself may be what kills its workers.
+
+The process that owns the search's MLflow parent run (``lama sweep``, not ``--worker``) holds a lease on it: a
+RUNNING trial of the root study, with heartbeats like any trial, so that a worker can tell an owner that died
+without a word from a live one (see :mod:`lama.sweep.tracking`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -82,14 +87,15 @@ class GivenUp:
     error: str
 
 
-class _Tally:
-    """A stage's trials by setting: the ended ones (value, None when pruned), the running ones, the failure counts
-    and last errors. Trials that gave way to an earlier claim of their setting, and trials stopped by their
-    environment, do not count."""
+class Tally:
+    """A stage's trials by setting: the ended ones (value, None when pruned), the running ones (and their workers),
+    the failure counts and last errors. Trials that gave way to an earlier claim of their setting, and trials
+    stopped by their environment, do not count."""
 
     def __init__(self, trials: list[FrozenTrial]) -> None:
         self.ended: Outcomes = {}
         self.running: set[str] = set()
+        self.running_workers: set[str] = set()
         self.failures: dict[str, int] = {}
         self.errors: dict[str, str] = {}
         for trial in trials:
@@ -105,6 +111,7 @@ class _Tally:
                 self.errors[key] = trial.user_attrs.get(ERROR, SILENT_DEATH)
             elif trial.state == TrialState.RUNNING:
                 self.running.add(key)
+                self.running_workers.add(trial.user_attrs.get(WORKER, ""))
 
     def given_up(self, max_retries: int) -> dict[str, GivenUp]:
         return {key: GivenUp(count, self.errors[key]) for key, count in self.failures.items()
@@ -189,18 +196,21 @@ class SearchStorage:
 
     def outcomes(self, stage: StageId) -> Outcomes:
         """The settings of ``stage`` that ended: their value, or None when pruned or given up."""
-        tally = _Tally(self.trials(stage))
+        tally = self.tally(stage)
         return {**tally.ended, **dict.fromkeys(tally.given_up(self.max_retries))}
+
+    def tally(self, stage: StageId) -> Tally:
+        return Tally(self.trials(stage))
 
     def given_up(self, stage: StageId) -> dict[str, GivenUp]:
         """The settings of ``stage`` that failed more than ``max_retries`` times."""
-        return _Tally(self.trials(stage)).given_up(self.max_retries)
+        return self.tally(stage).given_up(self.max_retries)
 
     def claim(self, stage: Stage, worker: str) -> tuple[optuna.trial.Trial, int] | None:
         """A RUNNING trial (and its id) for a setting of ``stage`` that nobody evaluates; None when none is free."""
         study = self.study(stage.id)
         optuna.storages.fail_stale_trials(study)
-        tally = _Tally(study.get_trials(deepcopy=False))
+        tally = Tally(study.get_trials(deepcopy=False))
         given_up = tally.given_up(self.max_retries)
         free = [weights for weights in stage.todo if setting_key(weights) not in tally.ended
                 and setting_key(weights) not in tally.running and setting_key(weights) not in given_up]
@@ -244,6 +254,42 @@ class SearchStorage:
         for stage in stages:
             for trial in self.trials(stage):
                 yield stage, trial
+
+    def live_trials(self) -> set[tuple[str, str]]:
+        """(stage study, trial number) of every trial of the search that is still running, once the trials whose
+        heartbeats stopped are failed."""
+        live = set()
+        for name in optuna.get_all_study_names(self.storage):
+            if name.startswith(f"{self.name}/"):
+                study = optuna.load_study(study_name=name, storage=self.storage)
+                optuna.storages.fail_stale_trials(study)
+                live |= {(name, str(trial.number)) for trial in study.get_trials(deepcopy=False)
+                         if trial.state == TrialState.RUNNING}
+        return live
+
+    # -- the lease on the MLflow parent run: a trial of the root study --
+
+    def take_lease(self, worker: str) -> int:
+        """A RUNNING trial of the root study that stands for the process owning the search's MLflow parent run.
+        Kept alive by :func:`heartbeat` and failed when its heartbeats stop, as a trial is, it tells the other
+        processes whether the parent run's owner is still there."""
+        study_id = self.storage.get_study_id_from_name(self.name)
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={WORKER: worker})
+        trial_id = self.storage.create_new_trial(study_id, template_trial=template)
+        self.storage.record_heartbeat(trial_id)
+        return trial_id
+
+    def release_lease(self, lease: int) -> None:
+        """End the lease: COMPLETE, its value the seconds it was held."""
+        started = self.storage.get_trial(lease).datetime_start
+        held = (datetime.now() - started).total_seconds() if started else 0.0
+        self.storage.set_trial_state_values(lease, TrialState.COMPLETE, [held])
+
+    def owner_alive(self) -> bool:
+        """Whether a process holds a live lease on the parent run (leases whose heartbeats stopped are failed)."""
+        study = optuna.load_study(study_name=self.name, storage=self.storage)
+        optuna.storages.fail_stale_trials(study)
+        return any(trial.state == TrialState.RUNNING for trial in study.get_trials(deepcopy=False))
 
 
 @contextmanager

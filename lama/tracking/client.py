@@ -22,6 +22,9 @@ ARTIFACTS_DIR = "mlartifacts"
 PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
 PROBE_TIMEOUT_S = 3.0
+# The experiment tag by which the MLflow 3 UI chooses between its model-training and GenAI views.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
 # Used where the environment does not set them (see the module docstring).
 MLFLOW_ENV_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -85,12 +88,16 @@ def mlflow_client(uri: str) -> Any:
 
 
 def get_or_create_experiment_id(client: Any, name: str, uri: str) -> str:
-    """The id of the experiment ``name``, created (artifacts beside a SQLite database) where it does not exist."""
+    """The id of the experiment ``name``, created (artifacts beside a SQLite database) where it does not exist, and
+    marked as model training, so the MLflow UI opens it on its runs rather than its GenAI view."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=_artifact_location(uri, name))
+        return client.create_experiment(name, artifact_location=_artifact_location(uri, name),
+                                        tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND})
     except Exception:  # another stage may have created it in the meantime
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

@@ -32,7 +32,6 @@ from lama.tracking.client import (
     PARAMS_PER_BATCH,
     find_run,
     get_or_create_experiment_id,
-    import_mlflow,
     is_rejected,
     mlflow_client,
     now_ms,
@@ -314,6 +313,10 @@ class Tracker:
         try:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+            # Its INFO lines (start, stop, "Skip logging GPU metrics" on every machine without one) are noise in
+            # every stage's log; its warnings still show.
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+
             monitor = SystemMetricsMonitor(self.run_id, resume_logging=resumed, tracking_uri=self.tracking_uri)
             monitor.start()
             self._monitor = monitor
@@ -445,7 +448,8 @@ class Tracker:
     def log_model_dir_reference(self, path: str | Path) -> None:
         """Point the run at the trained model dir without copying it: checkpoints are versioned by DVC.
 
-        Sets the tag :data:`MODEL_DIR_TAG` to the absolute path and logs :data:`MODEL_DIR_ARTIFACT` with the path,
+        Sets the tag :data:`MODEL_DIR_TAG` to the absolute path (until the finished training's model is logged,
+        ``lama.tracking.publish_model``) and logs :data:`MODEL_DIR_ARTIFACT` with the path,
         its ``file://`` URI and the files (with sizes) it held at that moment.
         """
         if not self._live("a model dir reference"):
@@ -486,38 +490,3 @@ class Tracker:
 
         self._guard("the run's end", lambda: self._client.set_terminated(self.run_id, status, end_time), offline)
         self._active = False
-
-
-def log_final_scores(model_dir: str | Path, scores: Mapping[str, float], tags: Mapping[str, str] | None = None,
-                     ) -> str | None:
-    """Add a model's evaluation scores to the MLflow run that trained it, named in ``model_dir``'s
-    :data:`TRACKING_REFERENCE`, so one run (one row of ``mlflow ui``) shows a model's params and final scores.
-
-    Returns the run id, or None (with a warning) when there is no reference, the training was tracked offline, or
-    the store cannot be reached: the scores stay in the evaluation's own files either way."""
-    if not is_rank_zero():
-        return None
-    reference_file = Path(model_dir) / TRACKING_REFERENCE
-    if not reference_file.is_file():
-        log.warning("%s: no MLflow reference (was the training tracked?); scores are not added to a run",
-                    reference_file)
-        return None
-    reference = json.loads(reference_file.read_text())
-    run_id, uri = reference.get("run_id"), reference.get("tracking_uri")
-    if not run_id or reference.get("offline") or str(run_id).startswith(OFFLINE_PREFIX) or not reachable(uri):
-        log.warning("the training run of %s is not reachable in MLflow (%s); scores are not added to it",
-                    model_dir, uri)
-        return None
-    mlflow = import_mlflow()
-    entities = mlflow.entities
-    now = now_ms()
-    try:
-        mlflow_client(uri).log_batch(
-            run_id,
-            metrics=[entities.Metric(key, float(value), now, 0) for key, value in sorted(scores.items())],
-            tags=[entities.RunTag(key, truncate(str(value), TAG_VALUE_LIMIT, "")) for key, value in
-                  sorted((tags or {}).items())])
-    except Exception as exc:  # the scores are on disk; MLflow is the comparison view, not the record
-        log.warning("adding scores to MLflow run %s at %s failed (%s)", run_id, uri, exc)
-        return None
-    return run_id

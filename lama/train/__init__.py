@@ -1,6 +1,14 @@
-"""Training: the LaMa GAN loop on Accelerate, resumable, validated and tracked in MLflow."""
+"""Training: the LaMa GAN loop on Accelerate, resumable, validated and tracked in MLflow.
 
-from lama.train.config import RunConfig, load_config
-from lama.train.loop import NonFiniteLossError, TrainResult, train
+Each name below is imported from its submodule when first used, so that composing a config (``lama.train.config``,
+``lama train --print-config``) does not load Accelerate and MLflow.
+"""
 
-__all__ = ["NonFiniteLossError", "RunConfig", "TrainResult", "load_config", "train"]
+from __future__ import annotations
+
+from lama.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "lama.train.config": ("RunConfig", "load_config"),
+    "lama.train.loop": ("NonFiniteLossError", "TrainResult", "train"),
+})

@@ -11,16 +11,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 1 a loss went non-finite, 2 bad config or input, 128 + signal when interrupted (saved)."""
     from lama.config import ConfigError
     from lama.signals import Interrupted, stop_signals_raise
-    from lama.train import NonFiniteLossError, load_config, train
+    from lama.train import NonFiniteLossError, train
+    from lama.train.preview import compose
 
     arguments = list(sys.argv[1:] if argv is None else argv)
-    path = arguments.pop(0) if arguments and "=" not in arguments[0] else None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lama").setLevel(logging.INFO)
     try:
         # The loop takes stop signals itself (it saves, then returns); this covers the setup around it.
         with stop_signals_raise():
-            config = load_config(path, arguments)
+            config = compose(arguments)
             result = train(config)
     except Interrupted as stop:
         print(f"lama train: interrupted by {stop.name}; the states saved so far are kept; rerun to continue from "

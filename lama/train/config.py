@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from lama.config import ConfigError, build, check_choices, check_positive, read_layer
@@ -133,7 +134,9 @@ class TrainConfig:
 
 @dataclass
 class TrackingConfig:
-    """MLflow: ``uri`` null means ``$MLFLOW_TRACKING_URI`` or the SQLite default (``lama.tracking``)."""
+    """MLflow: ``uri`` null means ``$MLFLOW_TRACKING_URI`` or the SQLite default (``lama.tracking``). A finished
+    training logs its model dir's config and best checkpoint to its run (``log_model``) and registers them as a
+    version of ``registered_model``, null meaning ``<experiment>.<name of the model dir>``."""
 
     enabled: bool = True
     experiment: str = "lama"
@@ -141,6 +144,8 @@ class TrackingConfig:
     uri: str | None = None
     stage: str = "train"
     system_metrics: bool = True
+    log_model: bool = True
+    registered_model: str | None = None
 
 
 @dataclass
@@ -179,6 +184,10 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain containers, as written to config.yaml and logged as params."""
         return OmegaConf.to_container(OmegaConf.structured(self), resolve=True)
+
+    def to_yaml(self) -> str:
+        """The config as a run writes it to ``train_config.yaml`` and ``lama train --print-config`` shows it."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 # What may change between a run and its resumed continuation.

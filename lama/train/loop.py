@@ -25,19 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import gather_object, set_seed
-from tqdm import tqdm
 
 from lama.config import ConfigError
 from lama.data.loader import TrainLoader
 from lama.eval.metrics import ValidationMetrics, labelled_name
 from lama.files import atomic_write, write_image
-from lama.models.model_dir import save_model_dir
+from lama.models.model_dir import CONFIG_NAME, DEFAULT_CHECKPOINT, save_model_dir
+from lama.progress import progress_bar
 from lama.safe_yaml import read_yaml
 from lama.signals import stop_requests
-from lama.tracking import TRACKING_REFERENCE, Tracker, run_tags
+from lama.tracking import TRACKING_REFERENCE, Tracker, publish_model, run_tags
 from lama.train.config import MAXIMISED, RunConfig, config_difference
 from lama.train.state import StateStore, TrainProgress
 from lama.train.step import GanStep
@@ -210,14 +209,14 @@ class TrainingRun:
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.out_dir / "train_config.yaml",
-                         lambda f: f.write(yaml.safe_dump(config.to_dict(), sort_keys=False).encode()))
+                         lambda f: f.write(config.to_yaml().encode()))
             self.store.root.mkdir(parents=True, exist_ok=True)
             self.store.prune()
             self._trim_log(self.progress.step)
         self.tracker = self._start_tracking() if main else None
         total, step = config.train.steps, self.progress.step
-        bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True,
-                   disable=not (main and config.train.progress))
+        bar = progress_bar(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True,
+                           disable=not (main and config.train.progress))
         window = LogWindow()
         started, status, exit_code = time.perf_counter(), "finished", 0
         batches = iter(self.loader)
@@ -242,11 +241,15 @@ class TrainingRun:
                     if main and config.train.sample_count and (step % config.train.sample_every == 0 or step == 1):
                         self._sample(batch, predicted, step)
                     validating = self.val_set is not None and (step % config.train.val_every == 0 or step == total)
-                    if validating and self._validate(step) and step < total:
+                    halt, better = self._validate(step) if validating else (False, False)
+                    halt = halt and step < total
+                    if not halt and (step % config.train.save_every == 0 or step == total or stop):
+                        self._save(step, better)
+                    elif better and main:
+                        self._write_model(["best.ckpt"], step)
+                    if halt:
                         status = "stopped"
                         break
-                    if step % config.train.save_every == 0 or step == total or stop:
-                        self._save(step)
                     if stop:
                         status = "interrupted"
                         exit_code = 128 + received.get("signal", signal.SIGTERM)
@@ -259,6 +262,8 @@ class TrainingRun:
         if status == "finished" and main:
             self._write_metrics(step)
         self._end_tracking("FINISHED" if status == "finished" else "KILLED")
+        if status == "finished" and main and config.tracking.enabled and config.tracking.log_model:
+            self._publish_model()
         return TrainResult(status, step, self.out_dir, self.progress.best_value, self.progress.best_step, exit_code)
 
     def _agree(self, terms: dict[str, torch.Tensor], step: int, stop: bool) -> bool:
@@ -310,8 +315,9 @@ class TrainingRun:
         if self.tracker is not None:
             self.tracker.log_image(grid, key="samples/train", step=step)
 
-    def _validate(self, step: int) -> bool:
-        """Score the generator on the val set; returns whether the validation hook asks to stop."""
+    def _validate(self, step: int) -> tuple[bool, bool]:
+        """Score the generator on the val set; returns whether the validation hook asks to stop and whether the
+        score is a new best (its checkpoint is written by the caller, with ``last.ckpt`` when that is due too)."""
         model = self.accelerator.unwrap_model(self.generator)
         average_batchnorm_statistics(self.accelerator, model)
         scores = validate(model, self.val_set, self.metrics, self.config.data.val_batch_size, self.device)
@@ -322,14 +328,16 @@ class TrainingRun:
         stand_ins = self.metrics.stand_in_networks
         named = {f"val/{labelled_name(name, stand_ins)}": v for name, v in scores.items()}
         self._log(named, step)
-        if better and math.isfinite(value):
+        better = better and math.isfinite(value)
+        if better:
             self.progress.best_value, self.progress.best_step = value, step
             if self.accelerator.is_main_process:
-                self._write_model("best.ckpt", step)
                 log.info("step %d: new best %s = %.4f", step, metric, value)
-        return self.on_validation is not None and bool(self.on_validation(step, scores))
+        return self.on_validation is not None and bool(self.on_validation(step, scores)), better
 
-    def _save(self, step: int) -> None:
+    def _save(self, step: int, best: bool) -> None:
+        """The state, then the model dir: ``last.ckpt``, and ``best.ckpt`` when this step is the best (or, without
+        a val set, the newest) in the same write."""
         accelerator = self.accelerator
         average_batchnorm_statistics(accelerator, accelerator.unwrap_model(self.generator))
         check_replicas(accelerator, self.generator, "generator")
@@ -337,14 +345,13 @@ class TrainingRun:
         self.progress.loader_positions = gather_object([self.loader.state_dict()])
         self.store.save(accelerator, step, self.progress)
         if accelerator.is_main_process:
-            self._write_model("last.ckpt", step)
-            if self.val_set is None:  # no scores to choose by: the newest model is the one to use
-                self._write_model("best.ckpt", step)
+            # without a val set there are no scores to choose by: the newest model is the one to use
+            self._write_model(["last.ckpt", "best.ckpt"] if best or self.val_set is None else ["last.ckpt"], step)
 
-    def _write_model(self, checkpoint: str, step: int) -> None:
+    def _write_model(self, checkpoints: list[str], step: int) -> None:
         extra = {"lama": {"run": self.config.to_dict(), "labels": self.labels, "best_metric":
                           self.config.train.best_metric, "best_value": self.progress.best_value}}
-        save_model_dir(self.accelerator.unwrap_model(self.generator), self.out_dir, checkpoint=checkpoint,
+        save_model_dir(self.accelerator.unwrap_model(self.generator), self.out_dir, checkpoint=checkpoints,
                        discriminator=self.accelerator.unwrap_model(self.discriminator),
                        discriminator_config=asdict(self.config.discriminator),
                        global_step=step, extra_config=extra)
@@ -379,6 +386,19 @@ class TrainingRun:
         atomic_write(self.out_dir / TRACKING_REFERENCE,
                      lambda f: f.write(json.dumps(reference, indent=2).encode()))
         return tracker
+
+    def _publish_model(self) -> None:
+        """The model dir's config and best checkpoint as an artifact of the run and a registered model version: a
+        name that stays true when the workspace's model dir is retrained (``lama.tracking.publish_model``)."""
+        tracking = self.config.tracking
+        files = {CONFIG_NAME: self.out_dir / CONFIG_NAME,
+                 f"models/{DEFAULT_CHECKPOINT}": self.out_dir / "models" / DEFAULT_CHECKPOINT}
+        if not all(path.is_file() for path in files.values()):
+            log.warning("%s has no %s yet: no model logged to MLflow", self.out_dir, DEFAULT_CHECKPOINT)
+            return
+        experiment = os.environ.get("DVC_EXP_NAME")
+        publish_model(self.out_dir, files, tracking.registered_model or f"{tracking.experiment}.{self.out_dir.name}",
+                      {"dvc.exp_name": experiment} if experiment else {})
 
     def _end_tracking(self, status: str) -> None:
         if getattr(self, "tracker", None) is not None:

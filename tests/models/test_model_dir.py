@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -146,6 +147,19 @@ def test_saved_model_dir_round_trips(tmp_path: Path, preset: str) -> None:
     mask = (torch.rand(1, 1, 80, 96) > 0.5).float()
     with torch.no_grad():
         assert torch.equal(model(x, mask), loaded(x, mask))
+
+
+def test_one_write_of_several_checkpoints_is_one_model_dir_and_one_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A training step that is both the last and the best writes both files and says so once."""
+    config = _tiny("big-lama")
+    with caplog.at_level(logging.INFO, logger="lama.models.model_dir"):
+        path = save_model_dir(InpaintingModel(build_generator(config), config), tmp_path,
+                              checkpoint=["last.ckpt", "best.ckpt"], global_step=7)
+    assert path == tmp_path / "models" / "last.ckpt"
+    assert (tmp_path / "models" / "best.ckpt").read_bytes() == path.read_bytes()
+    assert [record.getMessage() for record in caplog.records] == [f"wrote model dir {tmp_path} (last.ckpt, best.ckpt)"]
+    assert load_model(tmp_path, checkpoint="best.ckpt") is not None
 
 
 @pytest.mark.parametrize(("preset", "blocks", "architecture"), [

@@ -43,7 +43,8 @@ def evaluation(architecture: str | None, kind: str, size: int | None, fid: float
                stand_in: tuple[str, ...] = (), train_masks: str | None = "wide", mask_interp: str | None = "none",
                parameters: int | None = 27_037_475, mask_dir: Path | str = "nowhere/masks",
                predictions: Path | str = "nowhere/predict", name: str | None = None, classical: str | None = None,
-               recipe: list[str] | None = None, hole: tuple[float, float] | None = None) -> dict[str, Any]:
+               recipe: list[str] | None = None, hole: tuple[float, float] | None = None,
+               bins: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """A ``lama-eval/1`` dict; metric keys carry ``_stand-in`` exactly as ``lama evaluate`` writes them."""
     lpips_key = "lpips_stand-in" if "lpips" in stand_in else "lpips"
     fid_key = "fid_stand-in" if "fid" in stand_in else "fid"
@@ -60,7 +61,7 @@ def evaluation(architecture: str | None, kind: str, size: int | None, fid: float
         "n": 3,
         "metrics": {"ssim": 0.8, "psnr": 24.0, lpips_key: lpips, fid_key: fid,
                     **({"hole_ssim": hole[0], "hole_psnr": hole[1]} if hole else {})},
-        "bins": {},
+        "bins": bins or {},
     }
 
 
@@ -78,14 +79,15 @@ def run_report(tmp_path: Path, evaluations: dict[str, dict[str, Any]], *, render
                **options: Any) -> tuple[ReportSummary, dict[str, Any], str]:
     """Write the evaluation files under ``tmp_path/evals``, build the report, return summary, report.json, Markdown.
 
-    Rendering Fig. 6 is most of a report's time, so only the tests about the figure render it.
+    Rendering the figures is most of a report's time, so only the tests about a figure render them.
     """
     (tmp_path / "evals").mkdir(exist_ok=True)
     for name, data in evaluations.items():
         write_json(tmp_path / "evals" / f"{name}.json", data)
     with ExitStack() as stack:
         if not render_figure:
-            stack.enter_context(mock.patch.object(build_module, "write_resolution_figure", skip_rendering))
+            for renderer in ("write_resolution_figure", "write_bins_figure"):
+                stack.enter_context(mock.patch.object(build_module, renderer, skip_rendering))
         summary = build_report([tmp_path / "evals"], tmp_path / "report", **options)
     payload = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
     markdown = (tmp_path / "report" / "tables.md").read_text(encoding="utf-8")

@@ -15,19 +15,23 @@ from tests.report import TILE, evaluation, make_mask_set, make_predictions, mark
 
 
 # ------------------------------------------------------------------------------------------------------------ Fig. 6
-def test_figure_series_per_architecture_over_sizes(tmp_path: Path) -> None:
+def test_figure_series_per_trained_model_over_sizes(tmp_path: Path) -> None:
     summary, payload, markdown = run_report(tmp_path, {
         "fourier_256": evaluation("fourier", "thick", 256, 1.0, 0.10, stand_in=("lpips", "fid")),
         "fourier_512": evaluation("fourier", "thick", 512, 2.0, 0.20, stand_in=("lpips", "fid")),
         "dilated_512": evaluation("dilated", "thick", 512, 3.0, 0.30, stand_in=("lpips", "fid")),
         "fourier_thin": evaluation("fourier", "thin", 1024, 9.0, 0.9),  # thin masks are not in the figure
-        "bicubic": evaluation("fourier", "thick", 1024, 9.0, 0.9, mask_interp="bicubic"),  # nor other variants
+        "bicubic": evaluation("fourier", "thick", 1024, 9.0, 0.9, mask_interp="bicubic"),  # a line of its own
     }, samples=0, render_figure=True)
     series = payload["figure"]["series"]
     fourier = series["fid"][f"{TABLE2['fourier'].label} (fourier)"]
     assert [(point["size"], point["value"]) for point in fourier] == [(256, 1.0), (512, 2.0)]
     assert [point["value"] for point in series["lpips"][f"{TABLE2['dilated'].label} (dilated)"]] == [0.30]
-    assert all(point["stand_in"] for lines in series.values() for points in lines.values() for point in points)
+    assert [(point["size"], point["value"]) for point in series["fid"]["fourier, mask_interp=bicubic"]] == [(1024, 9.0)]
+    assert list(series["fid"]) == [f"{TABLE2['fourier'].label} (fourier)", "fourier, mask_interp=bicubic",
+                                   f"{TABLE2['dilated'].label} (dilated)"]
+    assert all(point["stand_in"] for label, points in series["fid"].items() if "bicubic" not in label
+               for point in points)
     with Image.open(summary.figure) as image:
         image.verify()
     with Image.open(summary.figure) as image:
@@ -58,7 +62,7 @@ def test_figure_without_data_says_so(tmp_path: Path) -> None:
     with Image.open(summary.figure) as image:
         assert image.format == "PNG" and image.width > 100
     assert summary.figure.is_file() and summary.evaluations == 0
-    assert "No evaluations on thick mask sets" in markdown
+    assert "No evaluations of trained models on thick mask sets" in markdown
 
 
 # ------------------------------------------------------------------------------------------------------ sample grids

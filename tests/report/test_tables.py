@@ -200,7 +200,7 @@ def test_missing_cells_are_shown_and_listed_by_architecture_and_mask_set(tmp_pat
         for method in ("mean-fill", "telea", "navier-stokes") for mask_set in ("thin_512", "thick_512")]
     # Table 1: 3 baselines × 2 × 2; Table 2: 7 × 2; Table 4: 4 × 2; mask_interp: fourier none present, 4 × 2 missing
     assert summary.missing_cells == 12 + 14 + 8 + 8
-    assert str(summary) == f"4 tables, 1 figure, 0 sample grids from 3 evaluations; {12 + 14 + 8 + 8} cells missing"
+    assert str(summary) == f"4 tables, 2 figures, 0 sample grids from 3 evaluations; {12 + 14 + 8 + 8} cells missing"
 
 
 @pytest.mark.parametrize(("sizes", "table_size", "expected"), [

@@ -39,6 +39,14 @@ def storage_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'optuna.db'}"
 
 
+def mlflow_runs(tmp_path: Path) -> list:
+    """Every MLflow run of the quick searches' experiment, in the store of ``quick_base``."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
+
+
 def ended_trials(search) -> list:
     """The search's finished trials, without the copies a duplicate claim left."""
     plan = search.plan()

@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 
-import mlflow
 import pytest
 from optuna.trial import TrialState
 
@@ -21,12 +20,7 @@ from lama.sweep.results import finish
 from lama.sweep.search import start_search, work
 from lama.sweep.session import run_search
 from lama.sweep.storage import KEY, TRANSIENT
-from tests.sweep.conftest import OPTIMUM, ended_trials, quick_base, quick_config, storage_url
-
-
-def mlflow_runs(tmp_path) -> list:
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
+from tests.sweep.conftest import OPTIMUM, ended_trials, mlflow_runs, quick_base, quick_config, storage_url
 
 
 def test_a_missing_file_more_often_than_max_retries_does_not_give_the_setting_up(tmp_path):

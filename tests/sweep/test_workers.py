@@ -4,6 +4,7 @@ SQLite), one killed with SIGKILL in the middle of a trial, then rerun, and one s
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,10 +20,12 @@ from optuna.trial import TrialState
 from lama.pipeline.params import compose_params
 from lama.sweep.config import PAPER_WEIGHTS
 from lama.sweep.storage import DUPLICATE, KEY, TRANSIENT, WORKER
+from lama.sweep.tracking import ORPHAN_TAG
 from tests.sweep.conftest import QUICK, START
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+STARTED = re.compile(r"sweep: round (\d+)/\d+ (\w+), trial \d+/\d+ #(\d+) .*: started")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,22 @@ def finished_trials(storage: str) -> list[optuna.trial.FrozenTrial]:
             study = optuna.load_study(study_name=summary.study_name, storage=storage)
             trials += [t for t in study.get_trials() if not t.user_attrs.get(DUPLICATE)]
     return trials
+
+
+def all_runs(tmp_path: Path) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def trial_runs(runs: list, trial: optuna.trial.FrozenTrial) -> list[str]:
+    """The ids of a trial's MLflow runs: one, or none where the trial was stopped before its run started."""
+    return [run.info.run_id for run in runs if run.data.tags.get("optuna.trial") == str(trial.number)
+            and run.data.tags.get("sweep.stage") == trial.user_attrs["lama.stage"]]
+
+
+def started_trials(stderr: str) -> set[tuple[str, int]]:
+    """(stage, trial number) of every trial a process's progress lines say it started."""
+    return {(f"r{match[0]}-{match[1]}", int(match[2])) for match in STARTED.findall(stderr)}
 
 
 def test_two_workers_share_one_search_without_losing_or_repeating_a_trial(tmp_path, params_file, postgres_url):
@@ -87,6 +106,10 @@ def test_two_workers_share_one_search_without_losing_or_repeating_a_trial(tmp_pa
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
     assert len(children) == len(trials)
     assert {run.data.tags["sweep.worker"] for run in children} == workers
+    assert "RUNNING" not in {run.info.status for run in runs}
+    mine, theirs = started_trials(main_err), started_trials(worker_err)  # each process reports its own trials
+    assert mine and theirs and not mine & theirs
+    assert mine | theirs == {(trial.user_attrs["lama.stage"], trial.number) for trial in trials}
     print(f"storage: {'PostgreSQL' if postgres_url else 'SQLite'}; {len(trials)} trials over {len(workers)} workers")
 
 
@@ -109,6 +132,9 @@ def test_a_killed_sweep_resumes_and_retries_the_trial_it_was_running(tmp_path, p
     before = {t.number: t for t in finished_trials(storage) if t.user_attrs["lama.stage"] == "r1-kappa"}
     killed = [t for t in finished_trials(storage) if t.state == TrialState.RUNNING]
     assert len(killed) == 1
+    runs = all_runs(tmp_path)
+    parent, orphan = [run.info.run_id for run in runs if run.info.run_name == "killed"], trial_runs(runs, killed[0])
+    assert {*parent, *orphan} <= {run.info.run_id for run in runs if run.info.status == "RUNNING"}
 
     again = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -123,6 +149,11 @@ def test_a_killed_sweep_resumes_and_retries_the_trial_it_was_running(tmp_path, p
             assert [t.value for t in trials if t.number == number and t.user_attrs["lama.stage"] == "r1-kappa"] \
                 == [trial.value]
     assert "best kappa=10,alpha=30,beta=100,gamma=0.001" in again.stderr
+    runs = {run.info.run_id: run for run in all_runs(tmp_path)}
+    assert "RUNNING" not in {run.info.status for run in runs.values()}
+    assert [(runs[run_id].info.status, runs[run_id].data.tags.get(ORPHAN_TAG)) for run_id in orphan] == \
+        [("KILLED", "true")] * len(orphan)
+    assert [runs[run_id].info.status for run_id in parent] == ["FINISHED"]
 
 
 def wait_for_a_running_trial(process: subprocess.Popen, storage: str, database: Path) -> None:
@@ -165,9 +196,11 @@ def test_sigterm_to_the_sweeps_process_group_records_the_trial_interrupted_and_e
     child = [run for run in runs if run.data.tags.get("optuna.trial") == str(interrupted[0].number)
              and run.data.tags.get("sweep.stage") == interrupted[0].user_attrs["lama.stage"]]
     assert [run.info.status for run in child] == ["KILLED"]
+    assert "RUNNING" not in {run.info.status for run in runs}
 
     again = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     completed = [t.user_attrs[KEY] for t in finished_trials(storage) if t.state == TrialState.COMPLETE]
     assert completed.count(interrupted[0].user_attrs[KEY]) == 1 and len(completed) == len(set(completed))
     assert client.get_run(parent[0].info.run_id).info.status == "FINISHED"
+    assert "RUNNING" not in {run.info.status for run in all_runs(tmp_path)}

@@ -205,6 +205,14 @@ def test_a_run_writes_an_official_model_dir_a_log_and_an_mlflow_run(
     assert {m.step for m in client.get_metric_history(mlflow_run.info.run_id, "val/fid_stand-in")} == {2, 4}
     artifacts = [a.path for a in client.list_artifacts(mlflow_run.info.run_id)]
     assert any("image" in path or "samples" in path for path in artifacts), artifacts
+    # The finished model: an artifact of the run and version 1 of "<experiment>.<model dir name>".
+    assert tags["lama.registered_model"] == "models:/lama.run/1"
+    assert tags["lama.model_dir"] == f"runs:/{mlflow_run.info.run_id}/model"
+    version = client.get_model_version("lama.run", "1")
+    assert version.run_id == mlflow_run.info.run_id and version.tags == {"dvc.exp_name": "tiny-exp"}
+    logged = Path(client.download_artifacts(mlflow_run.info.run_id, "model", str(tmp_path / "logged")))
+    assert (logged / "models" / "best.ckpt").read_bytes() == (run / "models" / "best.ckpt").read_bytes()
+    assert isinstance(load_model(logged), InpaintingModel)
 
 
 def test_a_non_finite_loss_stops_the_run_naming_the_loss_and_the_step(
