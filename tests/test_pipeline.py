@@ -159,8 +159,10 @@ def test_dvc_repro_fills_reports_dvc_and_mlflow(reproduced: tuple[Path, dict]) -
     assert training.data.tags["lama.registered_model"] == "models:/lama-lab.lama/1"
     artifacts = {item.path for item in client.list_artifacts(training.info.run_id, "report")}
     assert {"report/tables.md", "report/fig6_resolution.png", "report/samples"} <= artifacts
-    registered = Path(mlflow.artifacts.download_artifacts("models:/lama-lab.lama/1", tracking_uri=str(
-        client.tracking_uri), dst_path=str(repo.parent / "registered")))
+    with pytest.MonkeyPatch.context() as patch:  # `models:/` resolves through the registry, the same store here
+        patch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+        registered = Path(mlflow.artifacts.download_artifacts("models:/lama-lab.lama/1",
+                                                              dst_path=str(repo.parent / "registered")))
     assert (registered / "models/best.ckpt").read_bytes() == (repo / "models/lama/models/best.ckpt").read_bytes()
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from lama.baselines import LABELS as CLASSICAL_LABELS
+from lama.baselines import METHODS
 from lama.eval.bins import BIN_NAMES
 from lama.eval.provenance import MASK_SET_KINDS
 from lama.files import atomic_write
@@ -28,17 +30,21 @@ BinSeries = Mapping[str, Mapping[str, Mapping[str, float | None]]]
 
 def bin_series(evaluations: Sequence[Evaluation], table_size: int | None, picker: Picker
                ) -> dict[str, dict[str, dict[str, float | None]]]:
-    """Per mask kind at the tables' size (thin, medium, thick), each model's mean ``BIN_METRIC`` per area bin; the
-    workspace's models only, as in the sample grids."""
+    """Per mask kind at the tables' size (thin, medium, thick), each model's mean ``BIN_METRIC`` per area bin: the
+    workspace's trained models by name, then the classical methods in their usual order, named as in the tables."""
     sized = [evaluation for evaluation in evaluations
              if evaluation.mask_kind is not None and evaluation.experiment is None]
     size = choose_size(sized, table_size)
     series: dict[str, dict[str, dict[str, float | None]]] = {}
     for kind in MASK_SET_KINDS:
         at_kind = [evaluation for evaluation in sized if evaluation.mask_kind == kind and evaluation.mask_size == size]
-        for label in sorted({evaluation.model_label for evaluation in at_kind}):
-            chosen = picker.pick([evaluation for evaluation in at_kind if evaluation.model_label == label],
-                                 f"{label} × {kind}_{size} by area")
+        trained = [evaluation for evaluation in at_kind if evaluation.classical is None]
+        models = [(label, [evaluation for evaluation in trained if evaluation.model_label == label])
+                  for label in sorted({evaluation.model_label for evaluation in trained})]
+        models += [(CLASSICAL_LABELS[method], [evaluation for evaluation in at_kind if evaluation.classical == method])
+                   for method in METHODS]
+        for label, matches in models:
+            chosen = picker.pick(matches, f"{label} × {kind}_{size} by area")
             values = {name: scores.get(BIN_METRIC) for name, scores in chosen.bins.items()} if chosen else {}
             if values:
                 series.setdefault(chosen.mask_set, {})[label] = values

@@ -72,7 +72,7 @@ def test_area_bins_per_mask_set_and_model_in_bin_order(tmp_path: Path) -> None:
     series = payload["area_bins"]["series"]
     assert series == {"thin_512": {"lama": {BIN_NAMES[0]: 0.7}},
                       "thick_512": {"lama": dict(zip(BIN_NAMES[:3], [0.5, 0.4, 0.3], strict=True)),
-                                    "mean-fill": dict(zip(BIN_NAMES[:3], [0.45, 0.3, 0.1], strict=True))}}
+                                    "Mean-colour fill": dict(zip(BIN_NAMES[:3], [0.45, 0.3, 0.1], strict=True))}}
     with Image.open(summary.out_dir / payload["area_bins"]["path"]) as image:
         assert image.format == "PNG" and image.width > 400
     assert f"]({payload['area_bins']['path']})" in markdown_section(markdown, "Scores by hole area")
@@ -82,5 +82,5 @@ def test_area_bins_per_mask_set_and_model_in_bin_order(tmp_path: Path) -> None:
     assert [label.get_text() for label in thick_axes.get_xticklabels()] == list(BIN_NAMES[:3])
     heights = [patch.get_height() for patch in thick_axes.patches]
     np.testing.assert_allclose(heights, [0.5, 0.4, 0.3, 0.45, 0.3, 0.1])
-    assert [text.get_text() for text in thick_axes.get_legend().get_texts()] == ["lama", "mean-fill"]
+    assert [text.get_text() for text in thick_axes.get_legend().get_texts()] == ["lama", "Mean-colour fill"]
     assert thin_axes.get_title() == "thin_512"
