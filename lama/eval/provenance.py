@@ -47,7 +47,7 @@ def describe_mask_set(folder: str | Path, image_sizes: Iterable[tuple[int, int]]
         except (ValueError, AttributeError):
             logger.warning("%s: unreadable manifest; the mask set's kind is taken from its folder name", manifest)
     name = folder.resolve().name
-    kind = _kind_from_name(config_name or "") or _kind_from_name(name)
+    kind = kind_from_name(config_name or "") or kind_from_name(name)
     sizes = set(image_sizes)
     size = None
     if len(sizes) == 1:
@@ -56,8 +56,9 @@ def describe_mask_set(folder: str | Path, image_sizes: Iterable[tuple[int, int]]
     return {"name": name, "kind": kind, "size": size, "path": str(folder)}
 
 
-def _kind_from_name(name: str) -> str | None:
-    match = re.match(r"^(?:random_)?(thin|medium|thick)(?:_|$)", name)
+def kind_from_name(name: str) -> str | None:
+    """The mask kind a mask set's (or its config's) name starts with: ``thick_512``, ``random_thin_256``."""
+    match = re.match(rf"^(?:random_)?({'|'.join(MASK_SET_KINDS)})(?:_|$)", name)
     return match.group(1) if match else None
 
 

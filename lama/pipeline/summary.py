@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from lama.eval.metrics import STAND_IN_SUFFIX
-from lama.eval.provenance import MASK_SET_KINDS
+from lama.eval.provenance import MASK_SET_KINDS, kind_from_name
 from lama.pipeline.layout import EVAL_METRICS
 from lama.pipeline.params import PipelineParams
 
@@ -20,10 +20,10 @@ HEADLINE_METRICS = ("hole_ssim", "hole_psnr", "lpips", "fid")
 
 
 def headline_mask_set(mask_sets: list[str]) -> str:
-    """The widest of ``mask_sets`` by kind (thin < medium < thick, by the name's first word); the last on a tie."""
+    """The widest of ``mask_sets`` by the kind its name says (thin < medium < thick); the last on a tie."""
     def width(name: str) -> int:
-        kind = name.split("_", 1)[0]
-        return MASK_SET_KINDS.index(kind) if kind in MASK_SET_KINDS else -1
+        kind = kind_from_name(name)
+        return -1 if kind is None else MASK_SET_KINDS.index(kind)
 
     return max(reversed(mask_sets), key=width)
 
