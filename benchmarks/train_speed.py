@@ -67,9 +67,11 @@ def networks(seed: int = 0) -> Networks:
     return generator, discriminator, LamaLoss(LossConfig(hrf_weights="stand-in"))
 
 
-def batches(count: int, batch: int, size: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def batches(count: int, batch: int, size: int, device: torch.device, masks: MaskGenerator | None = None
+            ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Seeded uniform images and ``masks`` (default: the wide training masks) drawn for ``size``."""
     random = torch.Generator().manual_seed(1)
-    masks = MaskGenerator.from_config("wide")
+    masks = masks or MaskGenerator.from_config("wide")
     result = []
     for index in range(count):
         image = torch.rand(batch, 3, size, size, generator=random)
@@ -330,10 +332,16 @@ def main() -> None:
                         "ratio_ours_fp32_over_plain_fp32": "GanStep fp32 / plain fp32"})
         else:
             print("\nGPU part skipped: torch.cuda.is_available() is False")
+    output = args.output or (None if args.quick else RESULTS / ("train_gpu.json" if gpu else "train_cpu.json"))
+    finish(results, meta, started, output)
+
+
+def finish(results: dict, meta: dict, started: float, output: Path | None) -> None:
+    """Record the load after the run and the wall time in ``meta``, and write ``results`` to ``output`` (None: a
+    quick run, nothing written)."""
     meta["load_average_after"] = os.getloadavg()
     meta["wall_seconds"] = time.perf_counter() - started
     print(f"\nload average after {meta['load_average_after'][0]:.2f}; wall time {meta['wall_seconds']:.0f} s")
-    output = args.output or (None if args.quick else RESULTS / ("train_gpu.json" if gpu else "train_cpu.json"))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=1) + "\n")

@@ -157,7 +157,7 @@ def run_report(args: argparse.Namespace) -> int:
 
         experiments = experiment_evaluations(folders=args.results) if args.experiments else []
         return build_report(args.results, args.out, table_size=args.table_size, samples=args.samples,
-                            progress=not args.quiet, experiments=experiments)
+                            progress=not args.quiet, experiments=experiments, before_after=args.before_after or ())
 
     return run_job("report", args.out, job)
 
@@ -452,6 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--samples", type=int, default=4, help="rows per sample grid (default 4)")
     report.add_argument("--experiments", action="store_true", help="also read the evaluations of the saved DVC "
                         "experiments of this commit (dvc exp show's rows) under the same results folder")
+    report.add_argument("--before-after", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="two model names (runs) to set side by side in a first table, e.g. pretrained "
+                        "finetuned: each metric before, after and its change, ▲ better or ▼ worse, per mask set both "
+                        "were evaluated on")
     with_progress(report, run_report)
 
     params = commands.add_parser(

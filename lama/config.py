@@ -84,3 +84,21 @@ def check_positive(section: str, values: object, keys: Sequence[str], minimum: i
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             raise ConfigError(f"{section}.{key}={value!r}: expected {expected}")
+
+
+def first_difference(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Sequence[str] = (),
+                     prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted key (in sorted order) whose value differs between two nested mappings, with both values;
+    keys named in ``ignore`` (dotted, a section or a leaf) are skipped."""
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        if name in ignore:
+            continue
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            found = first_difference(before, after, ignore, f"{name}.")
+            if found is not None:
+                return found
+        elif before != after:
+            return name, before, after
+    return None

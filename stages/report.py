@@ -1,6 +1,7 @@
 """Stage report: the paper's tables, Fig. 6, the scores by hole area and sample grids from every evaluation under
-results/ and, with ``report.experiments``, of every saved DVC experiment of this commit; the headline scores, DVC's
-metrics; and the report's files attached to each run's MLflow training run."""
+results/ and, with ``report.experiments``, of every saved DVC experiment of this commit, headed by the before / after
+table of ``report.before_after``; the headline scores, DVC's metrics; and the report's files attached to each run's
+MLflow training run."""
 
 from lama.pipeline.experiments import experiment_evaluations
 from lama.pipeline.layout import REPORTS, RESULTS, SUMMARY_METRICS, model_dir
@@ -14,7 +15,7 @@ from lama.tracking import attach_report
 def main(params) -> None:
     experiments = experiment_evaluations() if params.report.experiments else []
     summary = build_report([RESULTS], REPORTS, table_size=params.report.table_size, samples=params.report.samples,
-                           progress=True, experiments=experiments)
+                           progress=True, experiments=experiments, before_after=params.report.before_after)
     print(f"report: {summary}")
     write_json(SUMMARY_METRICS, headline_scores(params))
     if params.tracking.enabled:

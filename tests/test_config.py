@@ -91,6 +91,35 @@ def test_the_paper_profile_builds_every_run_of_the_tables(tmp_path: Path) -> Non
     assert params.launcher.startswith("accelerate launch")
 
 
+def test_the_finetune_profile_evaluates_the_shipped_model_then_fine_tunes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)  # train.init is relative to the repository, where the stages run
+    compose_params(["profile=finetune"], CONFIGS, tmp_path / "params.yaml")
+    params = load_params(tmp_path / "params.yaml")
+    assert params.run_names == ["pretrained", "finetuned"] and params.report.before_after == params.run_names
+    runs = {name: run_config(params, name, "data/prepared", None, f"models/{name}") for name in params.run_names}
+    shipped = yaml.safe_load((REPO / "examples/models/sample-narrow/config.yaml").read_text())
+    for run in runs.values():
+        assert run.train.init == "examples/models/sample-narrow"
+        assert run.generator == shipped["generator"]  # generator=from-init
+        assert (run.discriminator.ndf, run.discriminator.n_layers) == (shipped["discriminator"]["ndf"],
+                                                                         shipped["discriminator"]["n_layers"])
+    assert (runs["pretrained"].train.steps, runs["finetuned"].train.steps) == (0, 150)
+    assert runs["finetuned"].effective_batch == 20 and runs["finetuned"].optim.schedule == "cosine"
+    assert params.eval.mask_sets == ["medium_128", "thick_128"] and params.data.val_mask_set == "thick_128"
+
+    # Big LaMa and a folder of photos: the groups compose; the model dir must be where $LAMA_HOME says.
+    monkeypatch.setenv("LAMA_HOME", str(tmp_path / "cache"))
+    result = lama_params("profile=finetune", "init=big-lama", "data=folder", "prepare.root=/photos", "--out",
+                         str(tmp_path / "big.yaml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"lama params: configs/ composed with profile=finetune init=big-lama data=folder "
+                                     f"prepare.root=/photos: train.init='{tmp_path}/cache/big-lama': not found; "
+                                     "expected a model dir (config.yaml + models/best.ckpt) or a .ckpt file inside "
+                                     "one")
+
+
 def test_a_group_switch_and_a_value_override_change_the_run(tmp_path: Path) -> None:
     compose_params(["generator=dilated", "loss.mask_interp=bicubic", "masks=narrow"], CONFIGS,
                    tmp_path / "params.yaml")

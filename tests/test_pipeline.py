@@ -1,6 +1,7 @@
 """End to end: `dvc repro` of the sample pipeline in a fresh git repository, then `dvc exp run -S ...`, checked on
-the reports, on DVC's metrics and experiments and on the MLflow runs; and whether the sample profile's model, trained
-with its whole budget, learned: it beats the mean-colour fill on every test mask set, with bounded gradients.
+the reports, on DVC's metrics and experiments and on the MLflow runs; whether the sample profile's model, trained
+with its whole budget, learned: it beats the mean-colour fill on every test mask set, with bounded gradients; and the
+finetune profile as an experiment of the same repository.
 
 The sample profile runs as shipped (its data, its training, its three table mask sets) except where a check needs
 less: one classical baseline (the mean-colour fill), a small Fig. 6 resolution and a closed-form sweep, set in a
@@ -10,19 +11,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from lama.pipeline.params import load_params
+from lama.safe_load import load_checkpoint_file
+from lama.train.schedule import lr_factor
 from tests.conftest import REPO
+from tests.pipeline.repository import pipeline_repository, run
 
 pytestmark = pytest.mark.slow
 
@@ -39,36 +39,19 @@ sweep: {objective: closed-form, coordinates: [kappa], max_rounds: 1, steps: 2, v
 GRADIENT_BOUND = 1000.0
 
 
-def run(command: list[str], cwd: Path, env: dict[str, str], stdout_only: bool = False) -> str:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout if stdout_only else result.stdout + result.stderr
-
-
 @pytest.fixture(scope="module")
 def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """The working tree's files (no outputs) in a new git repository whose default profile is the tiny one."""
     repo = tmp_path_factory.mktemp("pipeline") / "repo"
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            check=True, capture_output=True).stdout.decode().split("\0")
-    for relative in filter(None, listed):
-        if (REPO / relative).is_file() and not relative.startswith(("tests/", "benchmarks/")):
-            (repo / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / relative, repo / relative)
-    profiles = repo / "configs" / "profile"
-    (profiles / "tiny.yaml").write_text((profiles / "sample.yaml").read_text().replace("profile: sample\n", "") + TINY)
-    config = repo / "configs" / "config.yaml"
-    config.write_text(config.read_text().replace("  - profile: sample\n", "  - profile: tiny\n"))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(repo)}
-    for variable in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "DVC_ROOT"):
-        env.pop(variable, None)
-    run([sys.executable, "-m", "lama.cli", "params"], repo, env)
-    for command in (["git", "init", "-q"], ["git", "config", "user.name", "LaMa Lab tests"],
-                    ["git", "config", "user.email", "tests@localhost"], ["git", "add", "-A"],
-                    ["git", "commit", "-qm", "pipeline"]):
-        run(command, repo, env)
-    return repo, env
+
+    def tiny_default(repo: Path) -> None:
+        profiles = repo / "configs" / "profile"
+        (profiles / "tiny.yaml").write_text((profiles / "sample.yaml").read_text().replace("profile: sample\n", "")
+                                            + TINY)
+        config = repo / "configs" / "config.yaml"
+        config.write_text(config.read_text().replace("  - profile: sample\n", "  - profile: tiny\n"))
+
+    return repo, pipeline_repository(repo, tiny_default)
 
 
 def experiments(repo: Path, env: dict[str, str]) -> dict[str, dict]:
@@ -254,3 +237,75 @@ def test_the_sweep_stage_runs_apart_from_the_default_target(reproduced: tuple[Pa
     (parent,) = [run for run in runs if run.info.run_name == best["search"]]
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(float(child.data.params["kappa"]) for child in children) == [1.0, 10.0, 100.0]
+
+
+# The finetune profile as an experiment of the same repository (its data, masks and classical baseline are the
+# main job's, so only the two runs are new): the shipped sample model evaluated as it is (`pretrained`) and
+# fine-tuned on a shortened schedule (`finetuned`).
+FINETUNE = ("profile=finetune", "prepare.eval_sizes=[128,160]", "train.steps=20", "train.val_every=10",
+            "train.save_every=10", "train.log_every=5", "train.sample_every=10", "train.progress=false",
+            "optim.warmup_steps=5", "eval.baselines=[mean-fill]", "eval.num_workers=0", "tracking.system_metrics=false")
+
+
+@pytest.fixture(scope="module")
+def finetune_experiment(reproduced: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str]]:
+    repo, env = reproduced
+    output = run(["dvc", "exp", "run", *(word for value in FINETUNE for word in ("-S", value))], repo, env)
+    assert "Running stage 'train@pretrained'" in output and "Running stage 'prepare'" not in output
+    assert "Running stage 'evaluate_baseline" not in output  # the mean-colour fill's evaluations are the main job's
+    return repo, env
+
+
+def _generator(path: Path) -> dict:
+    state = load_checkpoint_file(path)["state_dict"]
+    return {key: value for key, value in state.items() if key.startswith(("generator.", "discriminator."))}
+
+
+def test_the_report_opens_with_before_and_after_from_the_evaluations(finetune_experiment: tuple[Path, dict]) -> None:
+    repo, _ = finetune_experiment
+    tables = (repo / "reports/tables.md").read_text()
+    assert tables.index("Before / after fine-tuning") < tables.index("Sanity anchors")
+    report = json.loads((repo / "reports/report.json").read_text())
+    table = report["before_after"]
+    assert (table["before"], table["after"]) == ("pretrained", "finetuned")
+    assert [row["mask_set"] for row in table["rows"]] == ["medium_128", "thick_128"]
+    for row in table["rows"]:
+        before, after = (json.loads((repo / f"metrics/eval/{run}/{row['mask_set']}.json").read_text())
+                         for run in ("pretrained", "finetuned"))
+        for metric in ("hole_ssim", "hole_psnr"):
+            cell = row["cells"][metric]
+            assert cell["before"] == pytest.approx(before[metric]) and cell["after"] == pytest.approx(after[metric])
+            assert cell["change"] == pytest.approx(after[metric] - before[metric])
+            assert cell["verdict"] == ("better" if cell["change"] > 0 else "worse" if cell["change"] < 0
+                                       else "unchanged")
+    grids = {grid["mask_set"]: grid["models"] for grid in report["samples"]}
+    assert grids["thick_128"][:2] == ["pretrained", "finetuned"]  # before and after side by side
+
+
+def test_pretrained_is_the_init_model_and_finetuned_trained_from_it(finetune_experiment: tuple[Path, dict]) -> None:
+    repo, _ = finetune_experiment
+    shipped = _generator(repo / "examples/models/sample-narrow/models/best.ckpt")
+    pretrained = _generator(repo / "models/pretrained/models/best.ckpt")
+    assert shipped.keys() == pretrained.keys() and all(value.equal(pretrained[key]) for key, value in shipped.items())
+    tuned = _generator(repo / "models/finetuned/models/last.ckpt")
+    assert any(not value.equal(tuned[key]) for key, value in shipped.items())
+    log = [json.loads(line) for line in (repo / "models/finetuned/train_log.jsonl").read_text().splitlines()]
+    factors = {record["step"]: record["train/lr_factor"] for record in log if "train/lr_factor" in record}
+    assert factors == pytest.approx({step: lr_factor(step - 1, 20, "cosine", 5) for step in (5, 10, 15, 20)})
+    assert json.loads((repo / "models/finetuned/metrics.json").read_text())["effective_batch"] == 20
+    assert json.loads((repo / "metrics/train/pretrained.json").read_text())["step"] == 0
+
+
+def test_both_runs_are_in_mlflow_with_their_registered_models(finetune_experiment: tuple[Path, dict]) -> None:
+    repo, _ = finetune_experiment
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name("lama-lab").experiment_id])
+    runs = {run.info.run_name.rsplit("/", 1)[1]: run for run in found
+            if run.info.run_name.endswith(("/pretrained", "/finetuned"))}
+    assert len(runs) == 2
+    for name, run_ in runs.items():
+        assert run_.data.tags["lama.registered_model"] == f"models:/lama-lab.{name}/1"
+        assert run_.data.params["train.init"] == "examples/models/sample-narrow"
+        assert run_.data.tags["lama.effective_batch"] == "20"
+        assert run_.data.metrics["eval.thick_128.hole_ssim"] > 0
+    assert runs["finetuned"].data.params["optim.schedule"] == "cosine"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,13 @@ class InpaintingModel(nn.Module):
         self.generator = generator
         self.generator_config = dict(config)
         self.concat_mask = concat_mask
+        self.frozen_layers: list[nn.Module] = []  # kept in eval mode by train(), see lama.models.parts.freeze
+
+    def train(self, mode: bool = True) -> InpaintingModel:
+        super().train(mode)
+        for layer in self.frozen_layers:
+            layer.eval()
+        return self
 
     def make_input(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return generator_input(image, mask, self.concat_mask)
@@ -90,6 +98,60 @@ def generator_state_dict(checkpoint: Any, source: str | Path) -> dict[str, torch
     return tensors
 
 
+@dataclass(frozen=True)
+class ModelDirSpec:
+    """What a model dir's config.yaml says, read without touching the checkpoint (cheap, so configs check it)."""
+
+    model_dir: Path
+    checkpoint: Path
+    generator: dict[str, Any]  # the generator section, checked (``generator_config``)
+    discriminator: dict[str, Any] | None  # the discriminator section when config.yaml has one
+    concat_mask: bool
+
+
+def read_model_dir(path: str | Path, checkpoint: str = DEFAULT_CHECKPOINT) -> ModelDirSpec:
+    """The spec of a model dir (or of a ``.ckpt`` inside one); :class:`ModelDirError` naming the file otherwise."""
+    model_dir, checkpoint_path = locate_checkpoint(path, checkpoint)
+    config = read_config(model_dir)
+    training_model = config.get("training_model") or {}
+    if training_model.get("add_noise_kwargs"):
+        raise ModelDirError(f"{model_dir / CONFIG_NAME}: training_model.add_noise_kwargs is not supported")
+    try:
+        section = generator_config(config.generator)
+        discriminator = config.get("discriminator")
+        discriminator = None if discriminator is None else OmegaConf.to_container(discriminator, resolve=True)
+    except (ValueError, OmegaConfBaseException) as error:
+        raise ModelDirError(f"{model_dir / CONFIG_NAME}: {str(error).splitlines()[0]}") from error
+    if not checkpoint_path.is_file():
+        raise ModelDirError(f"{checkpoint_path}: checkpoint not found")
+    return ModelDirSpec(model_dir, checkpoint_path, section, discriminator,
+                        bool(training_model.get("concat_mask", True)))
+
+
+def locate_checkpoint(path: str | Path, checkpoint: str = DEFAULT_CHECKPOINT) -> tuple[Path, Path]:
+    """(model dir, checkpoint file) of a model dir or of a ``.ckpt`` file inside one (``DIR/models/NAME.ckpt``)."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent.parent, path
+    return path, path / "models" / checkpoint
+
+
+def load_weights(module: nn.Module, tensors: Mapping[str, torch.Tensor], source: str | Path, what: str) -> None:
+    """Load ``tensors`` into ``module`` strictly; a missing, unexpected or misshapen key is one line naming
+    ``source`` and ``what`` the weights were meant for."""
+    expected = set(module.state_dict())
+    missing = sorted(expected - set(tensors))
+    unexpected = sorted(set(tensors) - expected)
+    if missing or unexpected:
+        raise ModelDirError(f"{source}: weights do not match {what} ({len(missing)} missing, e.g. {missing[:3]}; "
+                            f"{len(unexpected)} unexpected, e.g. {unexpected[:3]})")
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:  # shape mismatches
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ModelDirError(f"{source}: weights do not fit {what}: {first}") from error
+
+
 def load_model(
     path: str | Path, checkpoint: str = DEFAULT_CHECKPOINT, map_location: str | torch.device = "cpu"
 ) -> InpaintingModel:
@@ -99,37 +161,11 @@ def load_model(
     generator key is an error. Discriminator, evaluator and loss keys are ignored. No code from the checkpoint
     runs (see ``lama.safe_load``).
     """
-    path = Path(path)
-    if path.is_file():
-        model_dir, checkpoint_path = path.parent.parent, path
-    else:
-        model_dir, checkpoint_path = path, path / "models" / checkpoint
-    config = read_config(model_dir)
-    training_model = config.get("training_model") or {}
-    if training_model.get("add_noise_kwargs"):
-        raise ModelDirError(f"{model_dir / CONFIG_NAME}: training_model.add_noise_kwargs is not supported")
-    try:
-        section = generator_config(config.generator)
-    except ValueError as error:
-        raise ModelDirError(f"{model_dir / CONFIG_NAME}: {error}") from error
-    if not checkpoint_path.is_file():
-        raise ModelDirError(f"{checkpoint_path}: checkpoint not found")
-    tensors = generator_state_dict(load_checkpoint_file(checkpoint_path, map_location), checkpoint_path)
-    generator = build_generator(section)
-    expected = set(generator.state_dict())
-    missing = sorted(expected - set(tensors))
-    unexpected = sorted(set(tensors) - expected)
-    if missing or unexpected:
-        raise ModelDirError(
-            f"{checkpoint_path}: weights do not match the {section['kind']} generator of {CONFIG_NAME} "
-            f"({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
-        )
-    try:
-        generator.load_state_dict(tensors, strict=True)
-    except RuntimeError as error:  # shape mismatches
-        first = str(error).strip().splitlines()[-1].strip()
-        raise ModelDirError(f"{checkpoint_path}: weights do not fit the generator of {CONFIG_NAME}: {first}") from error
-    model = InpaintingModel(generator, section, concat_mask=bool(training_model.get("concat_mask", True)))
+    spec = read_model_dir(path, checkpoint)
+    tensors = generator_state_dict(load_checkpoint_file(spec.checkpoint, map_location), spec.checkpoint)
+    generator = build_generator(spec.generator)
+    load_weights(generator, tensors, spec.checkpoint, f"the {spec.generator['kind']} generator of {CONFIG_NAME}")
+    model = InpaintingModel(generator, spec.generator, concat_mask=spec.concat_mask)
     return model.eval().to(map_location)
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf.errors import OmegaConfBaseException
 
 from lama.baselines import METHODS as CLASSICAL_METHODS
@@ -106,11 +107,14 @@ class EvalParams:
 @dataclass
 class ReportParams:
     """``report``: ``table_size`` null means 512 when evaluated, else the largest size; ``experiments``: also read
-    the evaluations of the saved DVC experiments of this commit (``lama.pipeline.experiments``)."""
+    the evaluations of the saved DVC experiments of this commit (``lama.pipeline.experiments``); ``before_after``:
+    empty, or two names of ``runs`` [before, after] whose scores the report sets side by side, so a fine-tuning
+    shows at once whether it helped."""
 
     table_size: int | None = None
     samples: int = 4
     experiments: bool = True
+    before_after: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_positive("report", self, ("samples",), minimum=0)
@@ -149,7 +153,7 @@ def compose_params(overrides: Sequence[str] = (), config_dir: str | Path = CONFI
         composed = Path(folder) / PARAMS_FILE
         try:
             compose_and_dump(composed, str(config_dir), None, CONFIG_NAME, str(config_dir.parent), list(overrides))
-        except (HydraException, OmegaConfBaseException) as error:
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as error:
             raise ConfigError(f"{' '.join(overrides) or config_dir}: {str(error).splitlines()[0]}") from None
         params = load_params(composed, label=f"{config_dir.name}/ composed{with_overrides}")
         if check:
@@ -219,6 +223,11 @@ def _check(params: PipelineParams) -> None:
     if params.report.table_size is not None and params.report.table_size not in sizes:
         raise ConfigError(f"report.table_size={params.report.table_size}: expected null or the size of an eval mask "
                           f"set ({', '.join(map(str, sizes))}); the tables would be empty")
+    before_after = params.report.before_after
+    if before_after and (len(before_after) != 2 or len(set(before_after)) != 2
+                         or not set(before_after) <= set(params.runs)):
+        raise ConfigError(f"report.before_after={before_after}: expected [] or two distinct names of runs "
+                          f"[before, after] ({', '.join(params.runs)})")
 
 
 def _need_size(params: PipelineParams, size: int, what: str) -> None:

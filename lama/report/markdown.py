@@ -1,16 +1,17 @@
-"""The report as Markdown: the tables with the paper's numbers beside ours, their marks and footnotes, the missing
-lists, and the Fig. 6, scores-by-area and sample-grid sections.
+"""The report as Markdown: the before / after table, the tables with the paper's numbers beside ours, their marks and
+footnotes, the missing lists, and the Fig. 6, scores-by-area and sample-grid sections.
 
 A value computed with a stand-in network is marked †, one of a model trained with another loss than the paper's §,
-wherever it is shown; relative changes carry the paper's ▲/▼ marks.
+wherever it is shown; relative changes carry the paper's ▲/▼ marks, the before / after changes ▲/▼ for better/worse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lama.report.anchors import AnchorTable, anchor_markdown
+from lama.report.anchors import HOLE_COLUMNS, AnchorTable, anchor_markdown
 from lama.report.area_bins import BIN_METRIC, BINS_FIGURE_NAME, BinSeries
+from lama.report.before_after import BETTER, TITLE, UNCHANGED, WORSE, BeforeAfterTable, Change, higher_is_better
 from lama.report.figures import (
     METRIC_TITLES,
     RECIPE_MARK,
@@ -29,16 +30,24 @@ STAND_IN_FOOTNOTE = (
     "`lama weights fetch`."
 )
 LEGEND = (
-    "▲/▼: relative change, higher/lower than the value it is compared with (ablation tables: the table's base row, "
-    "ours against ours and the paper's against the paper's; Table 1: ours against the paper). For FID and LPIPS "
-    f"lower is better, so ▼ is an improvement. A value marked {STAND_IN_MARK} (stand-in network) or {RECIPE_MARK} "
-    "(trained with another loss than the paper's) is never compared with the paper's."
+    "▲/▼ in the paper's tables: relative change, higher/lower than the value it is compared with (ablation tables: "
+    "the table's base row, ours against ours and the paper's against the paper's; Table 1: ours against the paper). "
+    f"For FID and LPIPS lower is better, so ▼ is an improvement. A value marked {STAND_IN_MARK} (stand-in network) or "
+    f"{RECIPE_MARK} (trained with another loss than the paper's) is never compared with the paper's."
 )
+CHANGE_MARKS = {BETTER: "▲", WORSE: "▼"}
+MINUS = "−"
 
 
 def format_value(value: float, metric: str) -> str:
-    """FID with 2 decimals, LPIPS with 3, as the paper prints them."""
+    """FID with 2 decimals, LPIPS with 3, as the paper prints them; hole SSIM and PSNR as the anchor table does."""
+    if metric in HOLE_COLUMNS:
+        return f"{value:.{HOLE_COLUMNS[metric][1]}f}"
     return f"{value:.2f}" if metric == "fid" else f"{value:.3f}"
+
+
+def metric_title(metric: str) -> str:
+    return HOLE_COLUMNS[metric][0] if metric in HOLE_COLUMNS else METRIC_TITLES[metric]
 
 
 def format_change(pct: float | None) -> str:
@@ -206,11 +215,69 @@ def samples_markdown(grids: Sequence[GridResult], samples: int) -> list[str]:
     return lines
 
 
+def before_after_markdown(table: BeforeAfterTable) -> list[str]:
+    """The before / after table: a row per mask set, each metric as before, after and the change judged by its
+    direction; then the footnotes and the missing list."""
+    runs = {run: f"`{run}`{RECIPE_MARK if table.recipes.get(run) else ''}" for run in (table.before, table.after)}
+    lines = [f"## {TITLE}", "", f"Before: {runs[table.before]}; after: {runs[table.after]} (the workspace's "
+             f"evaluations). Change: after − before, ▲ better, ▼ worse, 0 unchanged{_directions(table.metrics)}.", ""]
+    if not table.rows:
+        lines += ["No mask set evaluated for both runs.", ""]
+    else:
+        header = ["Mask set"]
+        for metric in table.metrics:
+            header += [f"{metric_title(metric)} {which}" for which in ("before", "after", "change")]
+        lines += [_markdown_row(header), _markdown_row(["---"] * len(header))]
+        for row in table.rows:
+            cells = [row.mask_set]
+            for metric in table.metrics:
+                cell = row.cells.get(metric)
+                cells += [_before_after_value(cell, "before", metric), _before_after_value(cell, "after", metric),
+                          _change_text(cell, metric)]
+            lines.append(_markdown_row(cells))
+        lines.append("")
+    notes = [STAND_IN_FOOTNOTE] if table.stand_in() else []
+    notes += recipe_footnotes([(f"`{run}`", recipe) for run, recipe in table.recipes.items()])
+    missing = [f"- missing: {item}" for item in table.missing] or ["missing: nothing"]
+    return [*lines, *(paragraph for note in notes for paragraph in (note, "")), *missing, ""]
+
+
+def _directions(metrics: Sequence[str]) -> str:
+    """Which way is better for each column, e.g. " (higher is better for hole SSIM; lower for FID)"."""
+    higher = [metric_title(metric) for metric in metrics if higher_is_better(metric)]
+    lower = [metric_title(metric) for metric in metrics if not higher_is_better(metric)]
+    parts = [f"{word} for {', '.join(titles)}" for word, titles in (("higher is better", higher), ("lower", lower))
+             if titles]
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _before_after_value(cell: Change | None, which: str, metric: str) -> str:
+    if cell is None:
+        return NOT_AVAILABLE
+    value = getattr(cell, which)
+    text = NOT_AVAILABLE if value is None else format_value(value, metric)
+    return text + (STAND_IN_MARK if getattr(cell, f"{which}_stand_in") else "")
+
+
+def _change_text(cell: Change | None, metric: str) -> str:
+    """``+0.012 ▲`` (better), ``−0.80 ▼`` (worse), ``0`` (unchanged), ``—`` (not comparable)."""
+    if cell is None or cell.change is None or cell.verdict is None:
+        return "—"
+    if cell.verdict == UNCHANGED:
+        return "0"
+    sign = "+" if cell.change > 0 else MINUS
+    mark = STAND_IN_MARK if cell.stand_in else ""
+    return f"{sign}{format_value(abs(cell.change), metric)}{mark} {CHANGE_MARKS[cell.verdict]}"
+
+
 def report_markdown(anchors: AnchorTable, tables: Sequence[Table], series: ResolutionSeries, bins: BinSeries,
-                    grids: Sequence[GridResult], summary: str, samples: int) -> str:
-    """The whole ``tables.md``: the one-line ``summary``, notes and legend, anchors, tables, Fig. 6, the scores by
-    hole area and samples."""
+                    grids: Sequence[GridResult], summary: str, samples: int,
+                    before_after: BeforeAfterTable | None = None) -> str:
+    """The whole ``tables.md``: the one-line ``summary``, notes and legend, the before / after table when asked for,
+    anchors, tables, Fig. 6, the scores by hole area and samples."""
     lines = ["# LaMa paper tables, rebuilt", "", f"{summary}.", "", PAPER_EVAL_NOTE, "", LEGEND, ""]
+    if before_after is not None:
+        lines += before_after_markdown(before_after)
     lines += anchor_markdown(anchors, RECIPE_MARK,
                              recipe_footnotes([(row.label, row.recipe) for row in anchors.rows]))
     for table in tables:

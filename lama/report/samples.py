@@ -49,17 +49,20 @@ def _unique_name(name: str, used: set[str]) -> str:
     return candidate
 
 
-def _grid_order(evaluation: Evaluation) -> tuple[int, str]:
-    """Trained models first (by name), then the classical baselines in their usual order."""
+def _grid_order(evaluation: Evaluation, first: Sequence[str]) -> tuple[int, str]:
+    """The models named in ``first`` in that order (a before / after pair side by side), then the other trained
+    models by name, then the classical baselines in their usual order."""
     if evaluation.classical is None:
-        return 0, evaluation.model_label
-    return 1, f"{METHODS.index(evaluation.classical):03d}" if evaluation.classical in METHODS else evaluation.classical
+        label = evaluation.model_label
+        return (0, f"{first.index(label):03d}") if label in first else (1, label)
+    return 2, f"{METHODS.index(evaluation.classical):03d}" if evaluation.classical in METHODS else evaluation.classical
 
 
-def write_sample_grids(evaluations: Sequence[Evaluation], out_dir: Path, samples: int, progress: bool
-                       ) -> list[GridResult]:
-    """One grid per mask set with every model evaluated on it side by side. A model whose files are gone loses its
-    column (with a warning) and a grid with no model left is skipped: the report itself never fails on them."""
+def write_sample_grids(evaluations: Sequence[Evaluation], out_dir: Path, samples: int, progress: bool,
+                       first: Sequence[str] = ()) -> list[GridResult]:
+    """One grid per mask set with every model evaluated on it side by side, those named in ``first`` first. A model
+    whose files are gone loses its column (with a warning) and a grid with no model left is skipped: the report
+    itself never fails on them."""
     by_set: dict[tuple[str, Path], list[Evaluation]] = {}
     for evaluation in evaluations:
         by_set.setdefault((evaluation.mask_set, evaluation.mask_dir), []).append(evaluation)
@@ -70,7 +73,7 @@ def write_sample_grids(evaluations: Sequence[Evaluation], out_dir: Path, samples
         shown: dict[str, Path] = {}
         sources: list[str] = []
         skipped: dict[str, str] = {}
-        for evaluation in sorted(members, key=_grid_order):
+        for evaluation in sorted(members, key=lambda evaluation: _grid_order(evaluation, first)):
             name = evaluation.classical or evaluation.model_label
             try:
                 sample_pairs(mask_dir, evaluation.predictions_dir, samples)

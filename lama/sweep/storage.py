@@ -35,11 +35,10 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from lama.config import ConfigError
+from lama.config import ConfigError, first_difference
 from lama.sweep.config import COORDINATES
 from lama.sweep.interrupt import interruptible, protected
 from lama.sweep.plan import Outcomes, Stage, StageId, Weights, setting_key
-from lama.train.config import first_difference
 
 log = logging.getLogger(__name__)
 

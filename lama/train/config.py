@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from lama.config import ConfigError, build, check_choices, check_positive, read_layer
+from lama.config import ConfigError, build, check_choices, check_positive, first_difference, read_layer
 from lama.data.loader import LoaderConfig
 from lama.eval.fid import FID_METHODS
 from lama.losses.total import LossConfig
@@ -28,7 +28,10 @@ from lama.models.generators import (
     generator_config,
     input_size_rule,
 )
+from lama.models.parts import GENERATOR_PARTS
 from lama.stand_in import WEIGHT_MODES
+from lama.train.init import FROM_INIT, check_init, init_spec
+from lama.train.schedule import SCHEDULES
 
 RESUME_MODES = ("auto", "never", "same-config")
 # Accelerate's mixed_precision values that a run may take (auto: bf16 on a GPU that supports it, else no).
@@ -60,15 +63,21 @@ class DiscriminatorConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam for both networks, no schedule, gradient-norm clipping at 1 (official ``gradient_clip_val``)."""
+    """Adam for both networks, gradient-norm clipping at 1 (official ``gradient_clip_val``). The official runs
+    have no schedule (``constant``, no warm-up); a fine-tuning usually wants a warm-up and a decay (``cosine`` to 0
+    at ``train.steps``), applied to both networks' rates (``lama.train.schedule``)."""
 
     generator_lr: float = 1e-3
     discriminator_lr: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     grad_clip: float | None = 1.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
+        check_choices("optim", self, {"schedule": SCHEDULES})
+        check_positive("optim", self, ("warmup_steps",), minimum=0)
         for key in ("generator_lr", "discriminator_lr", "eps"):
             value = getattr(self, key)
             if not 0 < value < math.inf:
@@ -120,11 +129,26 @@ class TrainConfig:
     # computation (about 12 s per validation on one CPU core, whatever the number of images).
     fid_method: str = "svd"
     progress: bool = True
+    # Fine-tuning: a model dir to start from (its generator, and its discriminator unless init_discriminator is
+    # false); steps=0 then writes the init model as it is, evaluated without training.
+    init: str | None = None
+    init_discriminator: bool = True
+    accumulate: int = 1  # micro-batches per optimiser step: the effective batch is batch_size x accumulate x GPUs
+    freeze: list[str] = field(default_factory=list)  # generator parts kept as loaded: encoder, bottleneck, decoder
+    sync_bn: bool = False  # SyncBatchNorm in the generator across GPUs (torch runs it on GPUs only)
 
     def __post_init__(self) -> None:
         if self.mixed_precision == "False":  # YAML 1.1 reads a bare `no` (train.mixed_precision=no) as false
             self.mixed_precision = "no"
-        check_positive("train", self, ("steps", "save_every", "keep_states", "val_every", "log_every", "sample_every"))
+        check_positive("train", self, ("save_every", "keep_states", "val_every", "log_every", "sample_every",
+                                       "accumulate"))
+        if self.steps == 0 and self.init is None:
+            raise ConfigError("train.steps=0: only with train.init (the init model written as it is, evaluated "
+                              "without training); expected a positive integer")
+        check_positive("train", self, ("steps",), minimum=0)
+        for part in self.freeze:
+            if part not in GENERATOR_PARTS:
+                raise ConfigError(f"train.freeze: unknown part {part!r}; expected any of {', '.join(GENERATOR_PARTS)}")
         check_positive("train", self, ("sample_count",), minimum=0)
         if self.resume not in RESUME_MODES and not Path(self.resume).is_dir():
             raise ConfigError(f"train.resume={self.resume!r}: expected auto, never or an existing state dir")
@@ -162,6 +186,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         section = OmegaConf.to_container(self.generator) if isinstance(self.generator, DictConfig) else self.generator
+        init = None if self.train.init is None else init_spec(self.train.init)
+        if section == FROM_INIT:
+            if init is None:
+                raise ConfigError(f"generator={FROM_INIT}: needs train.init, the model dir whose architecture to take")
+            section = init.generator
         try:
             self.generator = generator_config(section)
         except ValueError as error:
@@ -180,6 +209,16 @@ class RunConfig:
                 f"data.loader.crop_size={crop}: expected a multiple of {multiple} that is >= {minimum}, the sizes "
                 f"the generator ({built['kind']}, n_downsampling={built['n_downsampling']}) maps onto themselves"
             )
+        if init is not None:
+            check_init(init, self.generator, asdict(self.discriminator) if self.train.init_discriminator else None)
+        if len(set(self.train.freeze)) != len(self.train.freeze) or len(self.train.freeze) == len(GENERATOR_PARTS):
+            raise ConfigError(f"train.freeze={list(self.train.freeze)}: expected distinct parts, not all of them "
+                              "(nothing would train)")
+
+    @property
+    def effective_batch(self) -> int:
+        """Images per optimiser step on one process (times the number of processes in a launch)."""
+        return self.data.loader.batch_size * self.train.accumulate
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers, as written to config.yaml and logged as params."""
@@ -193,24 +232,6 @@ class RunConfig:
 # What may change between a run and its resumed continuation.
 RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.resume", "train.save_every", "train.keep_states",
                      "train.val_every", "train.log_every", "train.sample_every", "tracking")
-
-
-def first_difference(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Sequence[str] = (),
-                     prefix: str = "") -> tuple[str, Any, Any] | None:
-    """The first dotted key (in sorted order) whose value differs between two nested mappings, with both values;
-    keys named in ``ignore`` (dotted, a section or a leaf) are skipped."""
-    for key in sorted(set(old) | set(new)):
-        name = f"{prefix}{key}"
-        if name in ignore:
-            continue
-        before, after = old.get(key), new.get(key)
-        if isinstance(before, Mapping) and isinstance(after, Mapping):
-            found = first_difference(before, after, ignore, f"{name}.")
-            if found is not None:
-                return found
-        elif before != after:
-            return name, before, after
-    return None
 
 
 def config_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:

@@ -38,11 +38,16 @@ from lama.safe_yaml import read_yaml
 from lama.signals import stop_requests
 from lama.tracking import TRACKING_REFERENCE, Tracker, publish_model, run_tags
 from lama.train.config import MAXIMISED, RunConfig, config_difference
+from lama.train.schedule import lr_factor
 from lama.train.state import StateStore, TrainProgress
 from lama.train.step import GanStep
 from lama.train.validation import ValidationSet, sample_grid, validate
 
 log = logging.getLogger(__name__)
+
+
+# The official maintainers' rule of thumb for fine-tuning big-lama: a total batch under about 20 trains badly.
+SMALL_FINETUNING_BATCH = 20
 
 
 class NonFiniteLossError(RuntimeError):
@@ -154,7 +159,8 @@ class TrainingRun:
     def _build(self) -> None:
         config, accelerator = self.config, self.accelerator
         set_seed(config.train.seed)
-        self.step_fn = GanStep.build(config, accelerator, self.autocast_dtype)
+        source = self._resume_source()
+        self.step_fn = GanStep.build(config, accelerator, self.autocast_dtype, initialise=source is None)
         self.loss, self.generator, self.discriminator = self.step_fn.loss, self.step_fn.generator, \
             self.step_fn.discriminator
         self.val_set = None
@@ -164,7 +170,9 @@ class TrainingRun:
                                          config.data.val_limit)
             self.metrics = ValidationMetrics(self.device, weights=config.train.eval_weights, seed=config.train.seed,
                                              fid_method=config.train.fid_method)
-        self._resume()
+        if source is not None:
+            self.store.load(accelerator, source, self.progress)
+            log.info("resumed from %s at step %d", source, self.progress.step)
         positions = self.progress.loader_positions
         position = positions[min(accelerator.process_index, len(positions) - 1)] if positions else None
         self.loader = TrainLoader(config.data.train, config.data.loader, device=self.device,
@@ -172,7 +180,8 @@ class TrainingRun:
                                   position=position)
         self.labels = {**self.loss.labels, **(self.metrics.labels if self.metrics is not None else {})}
 
-    def _resume(self) -> None:
+    def _resume_source(self) -> Path | None:
+        """The state this run continues from, None for a new run (which starts from ``train.init`` if set)."""
         setting = self.config.train.resume
         if setting == "same-config":
             self._clear_if_config_changed()
@@ -182,12 +191,8 @@ class TrainingRun:
             if latest is not None:
                 raise ConfigError(f"train.resume=never: {self.out_dir} already holds a state ({latest.name}); "
                                   "use train.resume=auto to continue it or another train.out_dir")
-            return
-        source = latest if setting == "auto" else Path(setting)
-        if source is None:
-            return
-        self.store.load(self.accelerator, source, self.progress)
-        log.info("resumed from %s at step %d", source, self.progress.step)
+            return None
+        return latest if setting == "auto" else Path(setting)
 
     def _clear_if_config_changed(self) -> None:
         """Empty ``out_dir`` when it holds another config's run, so that only a state of this config is continued.
@@ -220,10 +225,15 @@ class TrainingRun:
         window = LogWindow()
         started, status, exit_code = time.perf_counter(), "finished", 0
         batches = iter(self.loader)
+        self._announce_batch()
         try:
+            if total == 0 and step == 0:
+                self._start_from_init()
             with stop_requests() as received:
                 while step < total:
-                    batch = next(batches)
+                    batch = self._next_batch(batches)
+                    factor = lr_factor(step, total, config.optim.schedule, config.optim.warmup_steps)
+                    self.step_fn.scale_learning_rates(factor)
                     logs_next = (step + 1) % config.train.log_every == 0 or step + 1 == total
                     terms, predicted = self.step_fn(batch["image"], batch["mask"], measure=logs_next)
                     step = self.progress.step = step + 1
@@ -232,8 +242,9 @@ class TrainingRun:
                     bar.update(1)
                     if step % config.train.log_every == 0 or step == total or stop:
                         elapsed = time.perf_counter() - started
-                        images = window.steps * config.data.loader.batch_size * accelerator.num_processes
-                        speed = {"train/steps_per_s": window.steps / elapsed, "train/images_per_s": images / elapsed}
+                        images = window.steps * config.effective_batch * accelerator.num_processes
+                        speed = {"train/steps_per_s": window.steps / elapsed, "train/images_per_s": images / elapsed,
+                                 "train/lr_factor": factor}
                         logged = self._log({**window.values(), **speed}, step)
                         bar.set_postfix({"G": f"{logged['train/gen/total']:.3g}",
                                          "D": f"{logged['train/discr/total']:.3g}"}, refresh=False)
@@ -265,6 +276,33 @@ class TrainingRun:
         if status == "finished" and main and config.tracking.enabled and config.tracking.log_model:
             self._publish_model()
         return TrainResult(status, step, self.out_dir, self.progress.best_value, self.progress.best_step, exit_code)
+
+    def _next_batch(self, batches: Any) -> dict:
+        """The step's batch: ``train.accumulate`` loader batches, concatenated (the step cuts them again)."""
+        parts = [next(batches) for _ in range(self.config.train.accumulate)]
+        if len(parts) == 1:
+            return parts[0]
+        return {key: torch.cat([part[key] for part in parts]) for key in ("image", "mask")}
+
+    def _announce_batch(self) -> None:
+        """Say the effective batch; warn when a fine-tuning's is small: the official maintainers name a total
+        batch under about 20 as a cause of bad fine-tuning results (BatchNorm statistics)."""
+        config, processes = self.config, self.accelerator.num_processes
+        effective = config.effective_batch * processes
+        if not self.accelerator.is_main_process:
+            return
+        text = (f"effective batch {effective} = data.loader.batch_size {config.data.loader.batch_size} x "
+                f"train.accumulate {config.train.accumulate} x {processes} process{'es' if processes > 1 else ''}")
+        if config.train.init is not None and effective < SMALL_FINETUNING_BATCH:
+            log.warning("%s: below %d, BatchNorm statistics of a fine-tuning get noisy; raise train.accumulate or "
+                        "freeze the parts whose statistics should stay (train.freeze)", text, SMALL_FINETUNING_BATCH)
+        else:
+            log.info(text)
+
+    def _start_from_init(self) -> None:
+        """``train.steps=0``: the init model as it is, validated and written as the run's model dir at step 0."""
+        better = self._validate(0)[1] if self.val_set is not None else False
+        self._save(0, better)
 
     def _agree(self, terms: dict[str, torch.Tensor], step: int, stop: bool) -> bool:
         """One collective per step: which losses are non-finite on any rank, and whether any rank must stop."""
@@ -358,10 +396,12 @@ class TrainingRun:
 
     def _write_metrics(self, step: int) -> None:
         # Read back from the log, not kept in memory: a resumed run that had nothing left to do still reports.
-        records = [json.loads(line) for line in (self.out_dir / "train_log.jsonl").read_text().splitlines()
+        path = self.out_dir / "train_log.jsonl"  # absent after train.steps=0 without a val set
+        records = [json.loads(line) for line in (path.read_text().splitlines() if path.is_file() else [])
                    if line.strip()]
         last_val = next((r for r in reversed(records) if any(k.startswith("val/") for k in r)), {})
-        summary = {"step": step, "best_metric": self.config.train.best_metric,
+        summary = {"step": step, "effective_batch": self.config.effective_batch * self.accelerator.num_processes,
+                   "best_metric": self.config.train.best_metric,
                    "best_value": self.progress.best_value, "best_step": self.progress.best_step,
                    "labels": self.labels,
                    "val": {k.removeprefix("val/"): v for k, v in last_val.items() if k.startswith("val/")}}
@@ -374,7 +414,9 @@ class TrainingRun:
         if not tracking.enabled:
             return None
         tracker = Tracker(tracking_uri=tracking.uri, record_root=self.out_dir / "mlflow-offline")
-        tags = {**run_tags(tracking.stage), **{f"label.{k}": v for k, v in self.labels.items()}, **self.extra_tags}
+        tags = {**run_tags(tracking.stage), **{f"label.{k}": v for k, v in self.labels.items()},
+                "lama.effective_batch": str(self.config.effective_batch * self.accelerator.num_processes),
+                **self.extra_tags}
         run_id = tracker.start(tracking.experiment, tracking.run_name or self.out_dir.name,
                                self.config.to_dict(), tags,
                                resume_run_id=self.progress.tracking_run_id, system_metrics=tracking.system_metrics)

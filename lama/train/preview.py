@@ -100,11 +100,12 @@ def dry_run(config: RunConfig) -> DryRun:
     shapes = f"image {'x'.join(map(str, image.shape))}, mask {'x'.join(map(str, mask.shape))}, holes " \
         f"{mask.float().mean().item():.0%} of it"
     train = config.train
-    images = data.loader.batch_size * accelerator.num_processes
+    images = config.effective_batch * accelerator.num_processes
+    accumulated = f", {train.accumulate} micro-batches each" if train.accumulate > 1 else ""
     precision = "bf16" if dtype is not None else "fp32"
     validates = f", validated every {train.val_every}" if data.val is not None else ""
-    steps = (f"{train.steps} steps of {images} images ({accelerator.num_processes} process(es), {accelerator.device}, "
-             f"{precision}); saved every {train.save_every}{validates} and at the last step")
+    steps = (f"{train.steps} steps of {images} images{accumulated} ({accelerator.num_processes} process(es), "
+             f"{accelerator.device}, {precision}); saved every {train.save_every}{validates} and at the last step")
     tracking = config.tracking
     tracked = (f"MLflow experiment {tracking.experiment!r} at {tracking.uri or '$MLFLOW_TRACKING_URI or the default'}"
                if tracking.enabled else "off")
@@ -131,14 +132,15 @@ def _start(config: RunConfig, accelerator: Accelerator) -> str:
         if difference is not None:
             return f"step 0: {out_dir} holds a run of another config ({difference}); the run would empty it first"
         setting = "auto"
+    fresh = "step 0" if config.train.init is None else f"step 0 from the model dir {config.train.init}"
     if setting == "never":
         if latest is not None:
             raise ConfigError(f"train.resume=never: {out_dir} already holds a state ({latest.name}); the run would "
                               "refuse to start")
-        return "step 0"
+        return fresh
     source = latest if setting == "auto" else Path(setting)
     if source is None:
-        return "step 0 (no state yet)"
+        return f"{fresh} (no state yet)"
     progress = TrainProgress()
     StateStore.load(accelerator, source, progress)
     return f"step {progress.step}, continuing {source}"

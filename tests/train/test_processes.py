@@ -17,7 +17,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.train.conftest import REPO, tiny_config
+from lama.models.discriminator import NLayerDiscriminator
+from lama.models.generators import build_generator
+from lama.models.model_dir import InpaintingModel, save_model_dir
+from tests.train.conftest import REPO, TINY_GENERATOR, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +59,32 @@ def _latest(run: Path) -> str | None:
     return pointer.read_text().strip() if pointer.is_file() else None
 
 
+def _init_model_dir(path: Path) -> Path:
+    """A model dir of seeded weights (generator and discriminator) for a fine-tuning to start from."""
+    torch.manual_seed(7)
+    generator = InpaintingModel(build_generator(TINY_GENERATOR), TINY_GENERATOR)
+    discriminator = NLayerDiscriminator(3, ndf=8, n_layers=3)
+    save_model_dir(generator, path, discriminator=discriminator,
+                   discriminator_config={"kind": "pix2pixhd_nlayer", "input_nc": 3, "ndf": 8, "n_layers": 3})
+    return path
+
+
+@pytest.mark.parametrize("kind", ["from-scratch", "fine-tuning"])
 def test_a_run_killed_with_sigkill_resumes_and_its_curve_continues_exactly(
-    tmp_path: Path, embedded_data: Path
+    tmp_path: Path, embedded_data: Path, kind: str
 ) -> None:
+    """A fine-tuning (init, 2 micro-batches, warm-up and cosine, frozen encoder) resumes its state: a resumed run
+    that re-initialised from the init model, or restarted the schedule, would leave the whole run's curve."""
+    tuning = {}
+    if kind == "fine-tuning":
+        tuning = {"init": str(_init_model_dir(tmp_path / "init")), "accumulate": 2, "freeze": ["encoder"]}
+
     def config(name: str) -> Path:
         body = tiny_config(embedded_data, tmp_path / name, data={"val": None},
-                           train={"steps": 12, "save_every": 3, "log_every": 1, "sample_every": 100},
+                           train={"steps": 12, "save_every": 3, "log_every": 1, "sample_every": 100, **tuning},
                            tracking={"enabled": False})
+        if tuning:
+            body["optim"] = {"schedule": "cosine", "warmup_steps": 3}
         return _write_config(tmp_path / f"{name}.yaml", body)
 
     whole = _train(config("whole"))
@@ -81,7 +103,7 @@ def test_a_run_killed_with_sigkill_resumes_and_its_curve_continues_exactly(
     expected, got = _log(tmp_path / "whole"), _log(tmp_path / "killed")
     assert [r["step"] for r in got] == list(range(1, 13))  # each step once: the killed stretch was replaced
     for one, two in zip(expected, got, strict=True):
-        for key in ("train/gen/total", "train/discr/total", "train/gen/l1", "train/discr/r1"):
+        for key in ("train/gen/total", "train/discr/total", "train/gen/l1", "train/discr/r1", "train/lr_factor"):
             assert two[key] == pytest.approx(one[key], rel=1e-6), (one["step"], key)
     final = [torch.load(path / "models" / "last.ckpt", weights_only=True)["state_dict"]
              for path in (tmp_path / "whole", tmp_path / "killed")]
