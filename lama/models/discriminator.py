@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from lama.models.model_dir import DISCRIMINATOR_PREFIX, checkpoint_part
+
 
 class NLayerDiscriminator(nn.Module):
     """Returns patch logits and the five intermediate activations used by the feature-matching loss.
@@ -51,8 +53,7 @@ class NLayerDiscriminator(nn.Module):
 
     def load_official_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True) -> None:
         """Load ``discriminator.*`` weights from an official checkpoint's state dict (other keys are ignored)."""
-        prefix = "discriminator."
-        own = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+        own = checkpoint_part(state_dict, DISCRIMINATOR_PREFIX, "checkpoint")
         if not own:
-            raise KeyError("the checkpoint holds no 'discriminator.*' weights")
+            raise KeyError(f"the checkpoint holds no '{DISCRIMINATOR_PREFIX}*' weights")
         self.load_state_dict(own, strict=strict)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "config.yaml"
 DEFAULT_CHECKPOINT = "best.ckpt"
 GENERATOR_PREFIX = "generator."
+DISCRIMINATOR_PREFIX = "discriminator."
 
 
 class ModelDirError(ValueError):
@@ -86,13 +87,19 @@ def read_config(model_dir: str | Path) -> DictConfig:
         raise ModelDirError(f"{path}: not a config ({str(error).splitlines()[0]})") from None
 
 
-def generator_state_dict(checkpoint: Any, source: str | Path) -> dict[str, torch.Tensor]:
-    """The ``generator.*`` tensors of a checkpoint, prefix stripped; every other key is ignored."""
+def checkpoint_part(checkpoint: Any, prefix: str, source: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint whose keys start with ``prefix`` (``generator.``, ``discriminator.``), prefix
+    stripped; empty when it has none."""
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping):
         kind = type(checkpoint).__name__
         raise ModelDirError(f"{source}: expected a checkpoint dict with a 'state_dict', got {kind}")
-    tensors = {k[len(GENERATOR_PREFIX):]: v for k, v in state.items() if k.startswith(GENERATOR_PREFIX)}
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def generator_state_dict(checkpoint: Any, source: str | Path) -> dict[str, torch.Tensor]:
+    """The ``generator.*`` tensors of a checkpoint, prefix stripped; every other key is ignored."""
+    tensors = checkpoint_part(checkpoint, GENERATOR_PREFIX, source)
     if not tensors:
         raise ModelDirError(f"{source}: the state dict holds no '{GENERATOR_PREFIX}*' keys")
     return tensors
@@ -212,7 +219,7 @@ def save_model_dir(
     (model_dir / "models").mkdir(parents=True, exist_ok=True)
     state = {GENERATOR_PREFIX + key: value.detach().cpu() for key, value in model.generator.state_dict().items()}
     if discriminator is not None:
-        state.update({f"discriminator.{k}": v.detach().cpu() for k, v in discriminator.state_dict().items()})
+        state.update({DISCRIMINATOR_PREFIX + k: v.detach().cpu() for k, v in discriminator.state_dict().items()})
     payload = {
         "epoch": epoch,
         "global_step": global_step,

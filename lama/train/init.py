@@ -17,8 +17,10 @@ from torch import nn
 from lama.config import ConfigError, first_difference
 from lama.models.generators import effective_config
 from lama.models.model_dir import (
+    DISCRIMINATOR_PREFIX,
     ModelDirError,
     ModelDirSpec,
+    checkpoint_part,
     generator_state_dict,
     load_weights,
     read_model_dir,
@@ -28,7 +30,6 @@ from lama.safe_load import CheckpointError, load_checkpoint_file
 log = logging.getLogger(__name__)
 
 FROM_INIT = "from-init"  # generator=from-init: the architecture of train.init's model dir
-DISCRIMINATOR_PREFIX = "discriminator."
 
 
 def init_spec(path: str) -> ModelDirSpec:
@@ -75,9 +76,7 @@ def load_init(spec: ModelDirSpec, generator: nn.Module, discriminator: nn.Module
                      "the run's generator")
         if discriminator is None:
             return f"generator of {spec.checkpoint} (a fresh discriminator: train.init_discriminator=false)"
-        state = checkpoint.get("state_dict", checkpoint)
-        tensors = {key[len(DISCRIMINATOR_PREFIX):]: value for key, value in state.items()
-                   if key.startswith(DISCRIMINATOR_PREFIX)}
+        tensors = checkpoint_part(checkpoint, DISCRIMINATOR_PREFIX, spec.checkpoint)
         if not tensors:
             return f"generator of {spec.checkpoint} (it holds no discriminator: a fresh one)"
         load_weights(discriminator, tensors, spec.checkpoint, "the run's discriminator")

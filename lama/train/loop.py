@@ -242,7 +242,7 @@ class TrainingRun:
                     bar.update(1)
                     if step % config.train.log_every == 0 or step == total or stop:
                         elapsed = time.perf_counter() - started
-                        images = window.steps * config.effective_batch * accelerator.num_processes
+                        images = window.steps * self.effective_batch
                         speed = {"train/steps_per_s": window.steps / elapsed, "train/images_per_s": images / elapsed,
                                  "train/lr_factor": factor}
                         logged = self._log({**window.values(), **speed}, step)
@@ -277,6 +277,11 @@ class TrainingRun:
             self._publish_model()
         return TrainResult(status, step, self.out_dir, self.progress.best_value, self.progress.best_step, exit_code)
 
+    @property
+    def effective_batch(self) -> int:
+        """Images per optimiser step over all processes."""
+        return self.config.effective_batch * self.accelerator.num_processes
+
     def _next_batch(self, batches: Any) -> dict:
         """The step's batch: ``train.accumulate`` loader batches, concatenated (the step cuts them again)."""
         parts = [next(batches) for _ in range(self.config.train.accumulate)]
@@ -287,10 +292,9 @@ class TrainingRun:
     def _announce_batch(self) -> None:
         """Say the effective batch; warn when a fine-tuning's is small: the official maintainers name a total
         batch under about 20 as a cause of bad fine-tuning results (BatchNorm statistics)."""
-        config, processes = self.config, self.accelerator.num_processes
-        effective = config.effective_batch * processes
         if not self.accelerator.is_main_process:
             return
+        config, processes, effective = self.config, self.accelerator.num_processes, self.effective_batch
         text = (f"effective batch {effective} = data.loader.batch_size {config.data.loader.batch_size} x "
                 f"train.accumulate {config.train.accumulate} x {processes} process{'es' if processes > 1 else ''}")
         if config.train.init is not None and effective < SMALL_FINETUNING_BATCH:
@@ -400,7 +404,7 @@ class TrainingRun:
         records = [json.loads(line) for line in (path.read_text().splitlines() if path.is_file() else [])
                    if line.strip()]
         last_val = next((r for r in reversed(records) if any(k.startswith("val/") for k in r)), {})
-        summary = {"step": step, "effective_batch": self.config.effective_batch * self.accelerator.num_processes,
+        summary = {"step": step, "effective_batch": self.effective_batch,
                    "best_metric": self.config.train.best_metric,
                    "best_value": self.progress.best_value, "best_step": self.progress.best_step,
                    "labels": self.labels,
@@ -415,7 +419,7 @@ class TrainingRun:
             return None
         tracker = Tracker(tracking_uri=tracking.uri, record_root=self.out_dir / "mlflow-offline")
         tags = {**run_tags(tracking.stage), **{f"label.{k}": v for k, v in self.labels.items()},
-                "lama.effective_batch": str(self.config.effective_batch * self.accelerator.num_processes),
+                "lama.effective_batch": str(self.effective_batch),
                 **self.extra_tags}
         run_id = tracker.start(tracking.experiment, tracking.run_name or self.out_dir.name,
                                self.config.to_dict(), tags,
