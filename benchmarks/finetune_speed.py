@@ -28,11 +28,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import gc
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,16 +132,16 @@ def status_bytes(key: str) -> int | None:
     return None
 
 
-def step_rss(step: GanStep, image: Tensor, mask: Tensor) -> dict[str, int | None]:
-    """Resident memory before one more, untimed step and at its peak. Freed heap memory is first handed back to the
-    system (glibc's malloc_trim) and the peak reset (/proc/self/clear_refs), so that the increase is what the step
-    itself holds at its peak (activations, gradients, temporaries), not what earlier steps left in malloc's pools."""
+def peak_rss(call: Callable[[], object]) -> dict[str, int | None]:
+    """Resident memory before one more, untimed call and at its peak. Freed heap memory is first handed back to the
+    system (glibc's malloc_trim) and the peak reset (/proc/self/clear_refs), so that the increase is what the call
+    itself holds at its peak (activations, gradients, temporaries), not what earlier calls left in malloc's pools."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
     with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
     before = status_bytes("VmRSS")
-    step(image, mask)
+    call()
     return {"rss_before_step_bytes": before, "peak_memory_bytes": status_bytes("VmHWM")}
 
 
@@ -200,7 +202,7 @@ def measure(accelerator: Accelerator, variants: list[Variant], size: int, batch:
     rows = {name: summary(values, batch) for name, values in record.items()}
     if device.type == "cpu":
         for name, step in steps.items():
-            rows[name].update(step_rss(step, *data[0]))
+            rows[name].update(peak_rss(functools.partial(step, *data[0])))
     result = {
         "size": size, "batch": batch, "rounds": rounds, "warmup_steps": warmup, "variants": rows,
         "while_timing": competition(before, cpu_clock()),  # the timed rounds and the two memory steps

@@ -19,21 +19,38 @@ from lama.data.prepare_config import SOURCES, PrepareConfig
 from lama.eval.options import FID_METHODS, EvaluateOptions
 from lama.imageio.formats import IMAGE_FORMATS
 from lama.masks.configs import DEFAULT_EXTENSIONS, EVAL_CONFIGS
-from lama.models.inference_options import OUT_KEYS, PRECISIONS
+from lama.models.inference_options import (
+    DEFAULT_CROP_MARGIN,
+    DEFAULT_CROP_TRIGGER_SIZE,
+    DEFAULT_RESIZE_LIMIT,
+    HD_STRATEGIES,
+    OUT_KEYS,
+    PRECISIONS,
+    RefinerOptions,
+)
 from lama.signals import Interrupted, stop_signals_raise
 from lama.stand_in import WEIGHT_MODES
 
 if TYPE_CHECKING:
     from lama.predict import PredictOptions
 
+_REFINER_DEFAULTS = {key: value for key, value in vars(RefinerOptions()).items() if key != "gpu_ids"}
 PREDICT_EPILOG = f"""\
 Arguments are MODEL_DIR INPUT_DIR OUTPUT_DIR, official-style key=value overrides, or both:
   lama predict big-lama/ input/ output/ --precision bf16
   lama predict model.path=big-lama indir=input outdir=output device=cpu
   lama predict {classical_model(TELEA)} input/ output/      # a classical baseline instead of a model dir
+  lama predict big-lama/ input/ output/ --refine refiner.n_iters=15   # the official refinement
+  lama predict big-lama/ photos/ output/ --hd-strategy crop --batch-size 4
 Keys: model.path, model.checkpoint, indir, outdir, device (auto|cpu|cuda|cuda:N), precision ({'|'.join(PRECISIONS)}),
 out_key ({'|'.join(OUT_KEYS)}), out_ext, dataset.img_suffix, dataset.pad_out_to_modulo, fold_norms,
-channels_last, classical_radius (pixels, default {DEFAULT_RADIUS}).
+channels_last, classical_radius (pixels, default {DEFAULT_RADIUS}), batch_size (default 1).
+Refinement (the official keys and defaults): refine (true|false),
+  {', '.join(f"refiner.{key}={value}" for key, value in _REFINER_DEFAULTS.items())},
+  refiner.gpu_ids (empty: the device; 0,1: shared out over cuda:0 and cuda:1).
+High resolution (IOPaint's keys and defaults): hd_strategy ({'|'.join(HD_STRATEGIES)}),
+  hd_strategy_resize_limit={DEFAULT_RESIZE_LIMIT}, hd_strategy_crop_trigger_size={DEFAULT_CROP_TRIGGER_SIZE}, \
+hd_strategy_crop_margin={DEFAULT_CROP_MARGIN}.
 Classical baselines (no training, CPU): {', '.join(classical_model(method) for method in METHODS)}.
 Exit status: 0 when every mask was inpainted, 1 when some inputs failed (each named on stderr), 2 on bad usage.
 """
@@ -50,7 +67,8 @@ def parse_predict_options(args: argparse.Namespace) -> PredictOptions:
         raise ValueError(f"expected at most MODEL_DIR INPUT_DIR OUTPUT_DIR, got {len(positional)} paths")
     named = zip(("model.path", "indir", "outdir"), positional, strict=False)
     overrides = [f"{key}={value}" for key, value in named] + overrides
-    for flag, key in (("device", "device"), ("precision", "precision"), ("checkpoint", "model.checkpoint")):
+    for flag, key in (("device", "device"), ("precision", "precision"), ("checkpoint", "model.checkpoint"),
+                      ("refine", "refine"), ("hd_strategy", "hd_strategy"), ("batch_size", "batch_size")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     try:
@@ -331,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     predict.add_argument("--precision", choices=tuple(PRECISIONS), help="bf16 keeps the FFTs in float32")
     predict.add_argument("--checkpoint", help="checkpoint file name under MODEL_DIR/models (default best.ckpt)")
+    predict.add_argument("--refine", action="store_const", const=True,
+                         help="the official multi-scale refinement (refiner.* keys below)")
+    predict.add_argument("--hd-strategy", choices=HD_STRATEGIES, help="large images: original (default), resize "
+                         "or crop")
+    predict.add_argument("--batch-size", type=int, help="images of equal size per generator pass (default 1)")
     with_progress(predict, run_predict)
 
     init = commands.add_parser(

@@ -69,12 +69,17 @@ def build(schema: type[Section], layers: Sequence[Mapping[str, Any] | DictConfig
     return built
 
 
+def dotted(section: str, key: str) -> str:
+    """``section.key``, or ``key`` alone for a top-level option (``section`` empty)."""
+    return f"{section}.{key}" if section else key
+
+
 def check_choices(section: str, values: object, choices: Mapping[str, Sequence[str]]) -> None:
     """Each named field of ``values`` among its allowed values, else one line naming ``section.key``."""
     for key, allowed in choices.items():
         value = getattr(values, key)
         if value not in allowed:
-            raise ConfigError(f"{section}.{key}={value!r}: expected one of {', '.join(map(str, allowed))}")
+            raise ConfigError(f"{dotted(section, key)}={value!r}: expected one of {', '.join(map(str, allowed))}")
 
 
 def check_positive(section: str, values: object, keys: Sequence[str], minimum: int = 1) -> None:
@@ -83,7 +88,7 @@ def check_positive(section: str, values: object, keys: Sequence[str], minimum: i
         value = getattr(values, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise ConfigError(f"{section}.{key}={value!r}: expected {expected}")
+            raise ConfigError(f"{dotted(section, key)}={value!r}: expected {expected}")
 
 
 def first_difference(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Sequence[str] = (),

@@ -143,6 +143,10 @@ def test_a_group_switch_and_a_value_override_change_the_run(tmp_path: Path) -> N
     ("generator.ngf=-3", "generator.ngf=-3: expected a positive integer"),
     ("generator.resnet_conv_kwargs.ratio_gin=1.5", "generator.resnet_conv_kwargs.ratio_gin=1.5: expected a number"),
     ("report.table_size=100", "report.table_size=100: expected null or the size of an eval mask set"),
+    ("eval.refiner.n_iters=0", "eval.refiner.n_iters=0: expected a positive integer"),
+    ("eval.refiner.nitters=3", "eval.refiner.nitters"),
+    ("eval.hd_strategy=tiles", "eval.hd_strategy='tiles': expected one of original, resize, crop"),
+    ("eval.predict_batch_size=0", "eval.predict_batch_size=0: expected a positive integer"),
 ])
 def test_a_typo_or_a_bad_value_fails_naming_the_key_and_keeps_params_yaml(
     tmp_path: Path, override: str, named: str
@@ -154,6 +158,21 @@ def test_a_typo_or_a_bad_value_fails_naming_the_key_and_keeps_params_yaml(
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1 and named in message, message
     assert out.read_text() == "kept\n"
+
+
+def test_the_inference_keys_compose_under_eval_with_the_predict_defaults(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from lama.models.inference_options import InferenceOptions
+    from lama.predict import PredictOptions
+
+    defaults = compose_params([], CONFIGS, tmp_path / "params.yaml").eval
+    for key in (field.name for field in fields(InferenceOptions)):
+        assert getattr(defaults, key) == getattr(InferenceOptions(), key), key
+    assert defaults.predict_batch_size == PredictOptions.batch_size == 1
+    refined = compose_params(["eval.refine=true", "eval.refiner.min_side=64", "eval.hd_strategy=crop"], CONFIGS,
+                             tmp_path / "params.yaml").eval
+    assert (refined.refine, refined.refiner.min_side, refined.hd_strategy) == (True, 64, "crop")
 
 
 def test_a_typo_in_a_config_file_fails_naming_the_key(tmp_path: Path) -> None:

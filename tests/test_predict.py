@@ -131,20 +131,58 @@ def test_out_of_memory_fails_only_that_image(
 ) -> None:
     from lama.predict import Inpainter
 
-    real_predict = Inpainter.predict
+    real_forward = Inpainter._forward
 
-    def predict_or_run_out(self, image, mask, out_key="inpainted"):
-        if image.shape[1:] == (301, 223):  # p_hubble, the image of two of the five masks
+    def forward_or_run_out(self, tiles, out_key):
+        if tiles[0].image.shape[1:] == (301, 223):  # p_hubble, the image of two of the five masks
             raise torch.OutOfMemoryError("simulated")
-        return real_predict(self, image, mask, out_key)
+        return real_forward(self, tiles, out_key)
 
-    monkeypatch.setattr(Inpainter, "predict", predict_or_run_out)
+    monkeypatch.setattr(Inpainter, "_forward", forward_or_run_out)
     assert main(["predict", str(fixtures / "tiny-biglama"), str(fixtures / "tiny-biglama/input"), str(tmp_path),
-                 "-q"]) == 1
+                 "-q", "--batch-size", "3"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 2 and all("p_hubble_mask00" in e and "out of memory on cpu at 301x223" in e
                                     for e in errors)
     assert len(list(tmp_path.rglob("*.png"))) == 3
+
+
+def test_batches_give_the_official_predictions(fixtures: Path, tmp_path: Path) -> None:
+    inputs = fixtures / "tiny-biglama/input"
+    assert main(["predict", str(fixtures / "tiny-biglama"), str(inputs), str(tmp_path), "-q", "--batch-size", "4",
+                 "device=cpu"]) == 0
+    _assert_matches_official(fixtures / "tiny-biglama/expected", tmp_path, inputs)
+
+
+def test_a_batch_out_of_memory_is_split_and_nothing_is_lost(
+    fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lama.predict import Inpainter
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(fixtures / "tiny-biglama/input/p_hubble.png", inputs / "p.png")
+    for index in range(5):  # five masks of one image: one padded size, so one batch
+        mask = np.zeros((301, 223), np.uint8)
+        mask[20 * index:20 * index + 90, 30:150] = 255
+        Image.fromarray(mask).save(inputs / f"p_mask{index:03d}.png")
+    assert main(["predict", str(fixtures / "tiny-biglama"), str(inputs), str(tmp_path / "alone"), "-q"]) == 0
+    real_forward, sizes = Inpainter._forward, []
+
+    def forward_at_most_two(self, tiles, out_key):
+        sizes.append(len(tiles))
+        if len(tiles) > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real_forward(self, tiles, out_key)
+
+    monkeypatch.setattr(Inpainter, "_forward", forward_at_most_two)
+    assert main(["predict", str(fixtures / "tiny-biglama"), str(inputs), str(tmp_path / "split"), "-q",
+                 "--batch-size", "5"]) == 0
+    assert sizes == [5, 2, 2, 1]  # 5 runs out of memory; then batches of 2 until the last one
+    for index in range(5):
+        name = f"p_mask{index:03d}.png"
+        got, alone = _pixels(tmp_path / "split" / name), _pixels(tmp_path / "alone" / name)
+        assert np.abs(got - alone).max() <= 1, name
 
 
 def test_unsafe_checkpoint_stops_predict_with_one_line(fixtures: Path, tmp_path: Path, capsys) -> None:
@@ -339,3 +377,28 @@ def test_writing_into_the_input_folder_over_the_masks_is_refused(small_pairs: Pa
     status, _, stderr = _predict(small_pairs, small_pairs, capsys)
     assert status == 2 and len(stderr.strip().splitlines()) == 1 and "overwrite its mask" in stderr
     assert all(path.read_bytes() == data for path, data in masks.items())
+
+
+@pytest.mark.parametrize("name", FIXTURE_MODELS)
+def test_the_default_path_is_the_plain_official_forward_bit_for_bit(fixtures: Path, name: str) -> None:
+    from lama.imageio.eval_layout import find_pairs, read_pair
+    from lama.models.inference import prepare_for_inference
+    from lama.models.model_dir import generator_input, load_model
+    from lama.predict import Inpainter, to_uint8
+
+    model = load_model(fixtures / name, map_location="cpu")
+    inpainter = Inpainter(model, "cpu")
+    generator = prepare_for_inference(model.generator, "cpu", "fp32", True, True)
+    pairs = find_pairs(fixtures / "tiny-biglama/input", "unused")
+    images = [read_pair(pair) for pair in pairs]
+    for pair, (image, mask) in zip(pairs, images, strict=True):
+        # the plain path as it stood before refinement, strategies and batches: pad, forward, blend, crop
+        padded = torch.from_numpy(pad_bottom_right(image, 8))[None]
+        hole = torch.from_numpy(pad_bottom_right(mask, 8) > 0)[None].float()
+        with torch.inference_mode():
+            predicted = generator(generator_input(padded, hole, True).contiguous(memory_format=torch.channels_last))
+        expected = to_uint8((hole * predicted + (1 - hole) * padded)[0, :, :image.shape[1], :image.shape[2]].numpy())
+        np.testing.assert_array_equal(inpainter.predict(image, mask), expected, err_msg=str(pair.mask))
+    batched = Inpainter(model, "cpu", batch_size=4).predict_many(images)
+    for (image, mask), result in zip(images, batched, strict=True):
+        np.testing.assert_array_equal(result, inpainter.predict(image, mask))

@@ -44,3 +44,14 @@ def test_mask_interp_is_spelled_by_the_feature_matching_loss() -> None:
 def test_inference_owns_the_precisions_of_predict_and_of_the_pipeline() -> None:
     assert PredictOptions.precision == EvalParams.precision == DEFAULT_PRECISION in PRECISIONS
     assert (EvalParams.fid_method, EvalParams.weights) == (EvaluateOptions.fid_method, EvaluateOptions.weights)
+
+
+def test_inference_options_own_the_strategies_and_refiner_defaults_of_predict_and_of_the_pipeline() -> None:
+    from lama.cli import PREDICT_EPILOG
+    from lama.models.inference_options import HD_STRATEGIES, InferenceOptions, RefinerOptions
+
+    assert tuple(_option("predict", "--hd-strategy").choices) == HD_STRATEGIES
+    assert issubclass(PredictOptions, InferenceOptions) and issubclass(EvalParams, InferenceOptions)
+    for key, value in vars(RefinerOptions()).items():
+        if key != "gpu_ids":
+            assert f"refiner.{key}={value}" in PREDICT_EPILOG, key

@@ -9,6 +9,9 @@ the Fourier units keep their FFTs in float32 (see ``FourierUnit.forward``).
 from __future__ import annotations
 
 import copy
+import logging
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -16,6 +19,10 @@ from torch import nn
 from lama.models.ffc import FFC_BN_ACT, FourierUnit
 from lama.models.inference_options import DEFAULT_PRECISION, PRECISIONS, check_precision
 from lama.models.pix2pixhd import MultidilatedConv
+
+log = logging.getLogger(__name__)
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def precision_dtype(precision: str) -> torch.dtype:
@@ -99,3 +106,55 @@ def prepare_for_inference(
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
     return generator.requires_grad_(False)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A device (CUDA) or host (CPU allocator) allocation failure, as opposed to any other error."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+class BatchRunner:
+    """Runs a function over items ``batch_size`` at a time; a batch that runs out of memory is halved and retried
+    until it fits, and later batches start at the size that fitted. An item that does not fit even alone gives
+    None, so one huge image never costs the others their results."""
+
+    def __init__(self, batch_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: expected a positive integer")
+        self.batch_size = batch_size
+
+    def run(self, function: Callable[[list[Item]], list[Result]], items: Sequence[Item],
+            batch_size: int | None = None) -> list[Result | None]:
+        """``function``'s results for ``items`` in order; ``batch_size`` replaces the runner's own for this call
+        (and is not lowered for later calls)."""
+        shrinks = batch_size is None
+        limit = self.batch_size if shrinks else batch_size
+        results: list[Result | None] = []
+        start = 0
+        while start < len(items):
+            size = min(limit, len(items) - start)
+            batch = list(items[start:start + size])
+            try:
+                results.extend(function(batch))
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                _release_cached_memory()
+                if size == 1:
+                    log.warning("out of memory on one item alone; it is skipped")
+                    results.append(None)
+                    start += 1
+                    continue
+                limit = size // 2
+                if shrinks:
+                    self.batch_size = limit
+                log.warning("out of memory with a batch of %d; retrying it in batches of %d", size, limit)
+                continue
+            start += size
+        return results
+
+
+def _release_cached_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -29,6 +29,7 @@ from lama.eval.fid import FID_METHODS
 from lama.files import atomic_write
 from lama.masks.configs import eval_set_config
 from lama.models.inference import check_precision
+from lama.models.inference_options import InferenceOptions
 from lama.pipeline.layout import PREPARED_DIR, mask_set_dir, model_dir, repository_root
 from lama.predict import PredictOptions
 from lama.stand_in import WEIGHT_MODES
@@ -64,8 +65,10 @@ class PipelineData(DataConfig):
 
 
 @dataclass
-class EvalParams:
-    """``eval``: the test mask sets of the tables, the resolutions of Fig. 6 and how predictions are scored."""
+class EvalParams(InferenceOptions):
+    """``eval``: the test mask sets of the tables, the resolutions of Fig. 6, how the runs' models inpaint them
+    (``refine``, ``refiner``, ``hd_strategy*``: ``lama predict``'s own keys; classical baselines always run plain)
+    and how predictions are scored."""
 
     mask_sets: list[str] = field(default_factory=lambda: ["thin_512", "medium_512", "thick_512"])
     resolution_sizes: list[int] = field(default_factory=list)  # Fig. 6: thick masks at each size
@@ -79,8 +82,10 @@ class EvalParams:
     num_workers: int = EvaluateOptions.num_workers
     device: str = EvaluateOptions.device
     precision: str = PredictOptions.precision  # bf16 keeps the FFTs in float32
+    predict_batch_size: int = PredictOptions.batch_size  # lama predict's batch_size (eval.batch_size: evaluate's)
 
     def __post_init__(self) -> None:
+        self.check_inference("eval.")
         for name in self.mask_sets:
             mask_set_config(name, "eval.mask_sets")
         for size in self.resolution_sizes:
@@ -94,7 +99,7 @@ class EvalParams:
         check_choices("eval", self, {"weights": WEIGHT_MODES, "fid_method": FID_METHODS})
         check_precision(self.precision, "eval.precision")
         check_device(self.device, "eval.device")
-        check_positive("eval", self, ("batch_size",))
+        check_positive("eval", self, ("batch_size", "predict_batch_size"))
         check_positive("eval", self, ("num_workers",), minimum=0)
 
     @property
