@@ -1,12 +1,16 @@
 """Stop signals in the sweep: SIGINT/SIGTERM stop a worker cleanly, wherever they arrive.
 
-Inside a training the training's own handler takes the signal, saves and returns (the objective then raises
-:class:`~lama.sweep.objective.TrialInterruptedError`). Anywhere else the sweep's handler raises
-:class:`~lama.signals.Interrupted` in the main thread, except inside :func:`protected` blocks (the storage writes
-that claim a setting or record a trial's outcome): there the signal is only noted, and :func:`check` raises it at
-the worker's next safe point, so a claimed trial is always recorded, never left running for its heartbeat to fail
-it. A signal during the handling of an earlier one is raised again where raising is allowed: a second Ctrl-C cuts
-the MLflow bookkeeping short.
+A stop signal raises :class:`~lama.signals.Interrupted` only inside :func:`interruptible` blocks: the waits and the
+objective, where the worker holds no database connection. Anywhere else the sweep's handler only notes it, and
+:func:`check` raises it at the worker's next safe point (every loop of the worker, and the start of each
+interruptible block), so a claimed trial is always recorded, never left running for its heartbeat to fail it.
+Raised in the middle of a storage call, inside SQLAlchemy, the exception could leave a SQLite connection holding
+its lock while the traceback keeps it alive, and the worker's next write (recording the trial, giving back its
+lease) would wait for that lock until the database's timeout. Storage calls inside the objective (its
+intermediate reports) are :func:`protected` for the same reason. Inside a training the training's own handler
+takes the signal, saves and returns (the objective then raises
+:class:`~lama.sweep.objective.TrialInterruptedError`). A signal during the handling of an earlier one is raised
+again where raising is allowed: a second Ctrl-C cuts the MLflow bookkeeping short.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ class _Guard:
 
     def __init__(self) -> None:
         self.pending: int | None = None
-        self.armed = True
+        self.armed = False
 
     def handle(self, signum: int) -> None:
         log.warning("received %s: stopping this worker", signal.Signals(signum).name)
@@ -46,7 +50,8 @@ _guards: list[_Guard] = []  # the installed handler's state; nested uses share i
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Handle SIGINT/SIGTERM as described above while the block runs (nested uses share the outer handler; off
-    the main thread nothing changes); the previous handlers come back after."""
+    the main thread nothing changes); the previous handlers come back after. A signal that arrived after the
+    last safe point is raised when the block ends: the command still stops with 128 + N."""
     if _guards:
         yield
         return
@@ -55,6 +60,7 @@ def stop_on_signals() -> Iterator[None]:
     try:
         with on_stop_signals(guard.handle):
             yield
+            guard.raise_pending()
     finally:
         _guards.pop()
 
@@ -74,15 +80,16 @@ def _armed(armed: bool) -> Iterator[None]:
 
 @contextmanager
 def protected() -> Iterator[None]:
-    """A block a stop signal does not cut short; the signal waits for the next :func:`check`."""
+    """A block inside an interruptible one that a stop signal does not cut short (a storage call); the signal
+    waits for the next :func:`check`."""
     with _armed(False):
         yield
 
 
 @contextmanager
 def interruptible(check_first: bool = True) -> Iterator[None]:
-    """A block (inside a protected one) that a stop signal may cut short: an objective, a wait. A signal that
-    arrived before it is raised first, unless ``check_first`` is false."""
+    """A block that a stop signal may cut short: an objective, a wait; it must hold no database connection. A
+    signal that arrived before it is raised first, unless ``check_first`` is false."""
     if check_first:
         check()
     with _armed(True):

@@ -21,6 +21,7 @@ import optuna
 
 from lama.signals import Interrupted
 from lama.sweep.config import SweepConfig
+from lama.sweep.interrupt import check, protected
 from lama.sweep.plan import StageId, Weights
 from lama.tracking import TRACKING_REFERENCE
 from lama.train.config import load_config
@@ -49,9 +50,13 @@ class TrialContext:
     run_id: str | None = None  # the trial's MLflow run: the search's, or the one the objective made (training)
 
     def report(self, step: int, value: float) -> bool:
-        """Record an intermediate value; True when the pruner gives this trial up."""
-        self.trial.report(value, step)
-        return self.trial.should_prune()
+        """Record an intermediate value; True when the pruner gives this trial up. A stop signal waits until the
+        storage has answered (see :mod:`lama.sweep.interrupt`)."""
+        with protected():
+            self.trial.report(value, step)
+            prune = self.trial.should_prune()
+        check()
+        return prune
 
 
 Objective = Callable[[TrialContext], float]

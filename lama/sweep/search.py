@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from lama.config import ConfigError
 from lama.sweep.config import COORDINATES, SweepConfig, check_weights, objective_name
-from lama.sweep.interrupt import check, interruptible, protected, stop_on_signals
+from lama.sweep.interrupt import check, interruptible, stop_on_signals
 from lama.sweep.objective import Objective, TrainingObjective, TrialContext, closed_form
 from lama.sweep.plan import Plan, SearchSpec, Stage, StageId, make_plan, setting_key
 from lama.sweep.progress import Progress
@@ -120,17 +120,16 @@ def own_parent_run(search: Search) -> None:
     if search.tracking is None:
         return
     record = search.storage.record() or {}
-    with protected():  # a parent run not stored with the search would be orphaned, and another one made
-        search.lease = search.storage.take_lease(worker_id())
-        parent = search.storage.parent_run()
-        if parent is None:
-            parent = search.tracking.start_parent(
-                search.name, {"sweep": search.config.identity(), "initial": search.spec.start,
-                              "run": record.get("run")},
-                {"optuna.storage": redact(search.storage.storage.url), STUDY_TAG: search.name})
-            search.storage.set_parent_run(parent)
-        else:
-            search.tracking.reopen_parent(parent)
+    search.lease = search.storage.take_lease(worker_id())
+    parent = search.storage.parent_run()
+    if parent is None:
+        parent = search.tracking.start_parent(
+            search.name, {"sweep": search.config.identity(), "initial": search.spec.start,
+                          "run": record.get("run")},
+            {"optuna.storage": redact(search.storage.storage.url), STUDY_TAG: search.name})
+        search.storage.set_parent_run(parent)
+    else:
+        search.tracking.reopen_parent(parent)
 
 
 def end_orphaned_runs(search: Search) -> None:
@@ -200,12 +199,12 @@ def work(search: Search, objective: Objective | None = None, worker: str | None 
                 return plan
             stage = plan.current
             progress.stage(plan)
-            with protected():  # from the claim to the recorded outcome, only the objective may be cut short
-                claimed = search.storage.claim(stage, worker)
-                if claimed is not None:
-                    waiting_for = None
-                    run_trial(search, objective, *claimed, stage, worker, progress)
-                    continue
+            # From the claim to the recorded outcome only the objective may be cut short (lama.sweep.interrupt).
+            claimed = search.storage.claim(stage, worker)
+            if claimed is not None:
+                waiting_for = None
+                run_trial(search, objective, *claimed, stage, worker, progress)
+                continue
             if waiting_for != stage.id:
                 progress.waiting(stage.id, search.storage.running(stage.id))
                 waiting_for = stage.id
@@ -235,7 +234,7 @@ def trial_run_name(search: Search, context: TrialContext) -> str:
 
 def run_trial(search: Search, objective: Objective, trial: optuna.trial.Trial, trial_id: int, stage: Stage,
               worker: str, progress: Progress) -> None:
-    """Evaluate one claimed trial and record its outcome; call it inside :func:`protected` (``work`` does)."""
+    """Evaluate one claimed trial and record its outcome; a stop signal cuts only the objective short."""
     weights = {name: float(trial.params[name]) for name in COORDINATES}
     key = setting_key(weights)
     context = TrialContext(trial, weights, key, stage.id, search.name,

@@ -37,7 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lama.config import ConfigError, first_difference
 from lama.sweep.config import COORDINATES
-from lama.sweep.interrupt import interruptible, protected
+from lama.sweep.interrupt import interruptible
 from lama.sweep.plan import Outcomes, Stage, StageId, Weights, setting_key
 
 log = logging.getLogger(__name__)
@@ -130,19 +130,19 @@ class SearchStorage:
 
     def create(self, record: dict[str, Any]) -> dict[str, Any]:
         """Create the search, or return the stored definition when it exists with the same identity. A stop
-        signal does not come between the study and its definition: a study without one could not be resumed."""
-        with protected():
-            try:
-                study = optuna.create_study(storage=self.storage, study_name=self.name)
-            except optuna.exceptions.DuplicatedStudyError:
-                stored = self.wait_for_record(timeout=60)
-                if stored["identity"] != record["identity"]:
-                    key, old, new = first_difference(stored["identity"], record["identity"])
-                    raise ConfigError(f"search {self.name!r} in {redact(self.storage.url)} was started with other "
-                                      f"settings ({key}: {old!r} stored, {new!r} now); choose another sweep.name or "
-                                      "leave it null") from None
-                return stored
-            study.set_user_attr(RECORD, record)
+        signal does not come between the study and its definition (see :mod:`lama.sweep.interrupt`): a study
+        without one could not be resumed."""
+        try:
+            study = optuna.create_study(storage=self.storage, study_name=self.name)
+        except optuna.exceptions.DuplicatedStudyError:
+            stored = self.wait_for_record(timeout=60)
+            if stored["identity"] != record["identity"]:
+                key, old, new = first_difference(stored["identity"], record["identity"])
+                raise ConfigError(f"search {self.name!r} in {redact(self.storage.url)} was started with other "
+                                  f"settings ({key}: {old!r} stored, {new!r} now); choose another sweep.name or "
+                                  "leave it null") from None
+            return stored
+        study.set_user_attr(RECORD, record)
         return record
 
     def record(self) -> dict[str, Any] | None:

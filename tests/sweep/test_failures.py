@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -110,6 +111,32 @@ def test_a_stop_signal_during_a_trial_records_it_interrupted_and_starts_no_other
 
     plan = work(search, signalled_in_the_third, worker="w2")  # resumed: the interrupted setting first
     assert calls[3] == calls[2] and plan.best == (OPTIMUM, 0.0)
+
+
+def test_a_stop_signal_during_a_storage_call_of_the_objective_lets_the_call_finish(tmp_path, monkeypatch,
+                                                                                  unhandled_signals_fail):
+    """Raised inside SQLAlchemy, the signal could leave a SQLite connection locked and the worker waiting on it
+    when it records the trial: it is raised once the intermediate value is stored."""
+    config = quick_config(tmp_path, max_retries=0)
+    store = optuna.storages.RDBStorage.set_trial_intermediate_value
+    calls = []
+
+    def signalled_inside(self, trial_id, step, value):
+        calls.append(step)
+        if len(calls) == 3:  # the second trial's first report
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100_000):  # bytecode on which Python runs the handler, before the write
+                pass
+        return store(self, trial_id, step, value)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_intermediate_value", signalled_inside)
+    search = start_search(config, quick_base(tmp_path), "lama", storage_url(tmp_path))
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        work(search, closed_form(config), worker="w1")
+    assert isinstance(stopped.value, Interrupted) and stopped.value.exit_code == 128 + signal.SIGTERM
+    interrupted = [t for t in ended_trials(search) if t.state == TrialState.FAIL]
+    assert len(interrupted) == 1 and interrupted[0].user_attrs[TRANSIENT]
+    assert list(interrupted[0].intermediate_values) == [calls[2]]  # stored before the worker stopped
 
 
 def test_a_stop_signal_while_waiting_for_other_workers_stops_the_worker(tmp_path, unhandled_signals_fail):
