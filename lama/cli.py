@@ -17,6 +17,16 @@ from lama.baselines import DEFAULT_RADIUS, METHODS, TELEA, classical_model
 from lama.config import ConfigError
 from lama.data.prepare_config import SOURCES, PrepareConfig
 from lama.eval.options import FID_METHODS, EvaluateOptions
+from lama.export.options import (
+    BACKENDS,
+    DEFAULT_FOURIER,
+    DEFAULT_ONNX_PRECISION,
+    FORMAT_OF_SUFFIX,
+    FORMATS,
+    FOURIER_MODES,
+    ONNX_PRECISIONS,
+    ExportOptions,
+)
 from lama.imageio.formats import IMAGE_FORMATS
 from lama.masks.configs import DEFAULT_EXTENSIONS, EVAL_CONFIGS
 from lama.models.inference_options import (
@@ -42,9 +52,11 @@ Arguments are MODEL_DIR INPUT_DIR OUTPUT_DIR, official-style key=value overrides
   lama predict {classical_model(TELEA)} input/ output/      # a classical baseline instead of a model dir
   lama predict big-lama/ input/ output/ --refine refiner.n_iters=15   # the official refinement
   lama predict big-lama/ photos/ output/ --hd-strategy crop --batch-size 4
+  lama predict big-lama.onnx input/ output/ --backend onnxruntime   # a file written by 'lama export'
 Keys: model.path, model.checkpoint, indir, outdir, device (auto|cpu|cuda|cuda:N), precision ({'|'.join(PRECISIONS)}),
 out_key ({'|'.join(OUT_KEYS)}), out_ext, dataset.img_suffix, dataset.pad_out_to_modulo, fold_norms,
-channels_last, classical_radius (pixels, default {DEFAULT_RADIUS}), batch_size (default 1).
+channels_last, classical_radius (pixels, default {DEFAULT_RADIUS}), batch_size (default 1),
+backend ({'|'.join(BACKENDS)}).
 Refinement (the official keys and defaults): refine (true|false),
   {', '.join(f"refiner.{key}={value}" for key, value in _REFINER_DEFAULTS.items())},
   refiner.gpu_ids (empty: the device; 0,1: shared out over cuda:0 and cuda:1).
@@ -68,7 +80,8 @@ def parse_predict_options(args: argparse.Namespace) -> PredictOptions:
     named = zip(("model.path", "indir", "outdir"), positional, strict=False)
     overrides = [f"{key}={value}" for key, value in named] + overrides
     for flag, key in (("device", "device"), ("precision", "precision"), ("checkpoint", "model.checkpoint"),
-                      ("refine", "refine"), ("hd_strategy", "hd_strategy"), ("batch_size", "batch_size")):
+                      ("refine", "refine"), ("hd_strategy", "hd_strategy"), ("batch_size", "batch_size"),
+                      ("backend", "backend")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     try:
@@ -94,6 +107,32 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     print(f"lama predict: {summary} -> {options.outdir}", file=sys.stderr)
     return 1 if summary.failures else 0
+
+
+EXPORT_EPILOG = f"""\
+The file takes image [B,3,H,W] in [0,1] and mask [B,1,H,W] (values > 0 are holes), float32, with H and W multiples
+of 8 (16 for a generator with a local Fourier unit; the file records its rule), and returns the inpainted image:
+  lama export big-lama/ big-lama.onnx           # ONNX, {DEFAULT_FOURIER} Fourier units, {DEFAULT_ONNX_PRECISION}
+  lama export big-lama/ big-lama-dft.onnx --fourier dft     # ONNX's DFT operator (ONNX Runtime runs it)
+  lama export big-lama/ big-lama.pt                         # TorchScript for IOPaint / simple-lama-inpainting
+  lama predict big-lama.onnx input/ output/ --backend onnxruntime
+The format comes from the suffix ({', '.join(f"{suffix} {name}" for suffix, name in FORMAT_OF_SUFFIX.items())}) \
+unless --format names it.
+"""
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from lama.export import export_model
+
+    try:
+        options = ExportOptions(args.format, args.fourier, args.precision, args.out_key)
+        result = export_model(args.model_dir, args.output, options, **(
+            {"checkpoint": args.checkpoint} if args.checkpoint else {}))
+    except (ValueError, FileNotFoundError) as error:  # a ConfigError or ModelDirError is a ValueError
+        print(f"lama export: {error}", file=sys.stderr)
+        return 2
+    print(f"lama export: {result}", file=sys.stderr)
+    return 0
 
 
 def run_init_model(args: argparse.Namespace) -> int:
@@ -354,7 +393,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--hd-strategy", choices=HD_STRATEGIES, help="large images: original (default), resize "
                          "or crop")
     predict.add_argument("--batch-size", type=int, help="images of equal size per generator pass (default 1)")
+    predict.add_argument("--backend", choices=BACKENDS, help="torch (default; a model dir) or onnxruntime (a .onnx "
+                         "file from 'lama export')")
     with_progress(predict, run_predict)
+
+    export = commands.add_parser(
+        "export", help="write a model dir as an ONNX file or a TorchScript module (image, mask -> inpainted)",
+        epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("model_dir", help="an official or LaMa Lab model dir (or a .ckpt inside one)")
+    export.add_argument("output", help="the file to write (.onnx, .pt)")
+    export.add_argument("--format", choices=FORMATS, help="default: from the output's suffix")
+    export.add_argument("--fourier", choices=FOURIER_MODES, default=DEFAULT_FOURIER,
+                        help=f"ONNX: DFT-basis products or ONNX's DFT operator, both exact (default {DEFAULT_FOURIER})")
+    export.add_argument("--precision", choices=ONNX_PRECISIONS, default=DEFAULT_ONNX_PRECISION,
+                        help="ONNX: fp16 convolutions; the Fourier units, inputs and output stay fp32")
+    export.add_argument("--out-key", choices=OUT_KEYS, default=OUT_KEYS[0],
+                        help="inpainted (blended, default) or predicted_image (the raw generator output)")
+    export.add_argument("--checkpoint", help="checkpoint file name under MODEL_DIR/models (default best.ckpt)")
+    export.set_defaults(run=run_export)
 
     init = commands.add_parser(
         "init-model", help="write a randomly initialised model dir (official layout) for a preset")

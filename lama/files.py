@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +29,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def try_writing_in(folder: Path) -> None:
+    """Create ``folder`` and write (and remove) a file in it: an ``OSError`` now rather than after the work."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:

@@ -12,7 +12,7 @@ and writing.
 from __future__ import annotations
 
 import logging
-import tempfile
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from lama.baselines import DEFAULT_RADIUS, check_radius, classical_fill, classical_method
-from lama.config import ConfigError, check_positive
+from lama.config import ConfigError, check_choices, check_positive
 from lama.devices import AUTO, check_device, resolve_device
-from lama.files import write_image
+from lama.export.options import BACKENDS, DEFAULT_BACKEND
+from lama.export.runtime import OnnxRunner
+from lama.files import try_writing_in, write_image
 from lama.imageio.eval_layout import (
     MASK_GLOB,
     MASK_SUFFIX,
@@ -41,6 +43,7 @@ from lama.models.refinement import Refiner
 from lama.progress import progress_bar, write_line
 
 log = logging.getLogger(__name__)
+REFINE_NEEDS_TORCH = "refine=true: the refinement optimises features through the PyTorch generator; use backend=torch"
 
 
 @dataclass
@@ -72,6 +75,7 @@ class PredictOptions(InferenceOptions):
     channels_last: bool = True  # NHWC activations: faster oneDNN/cuDNN convolutions (benchmarks/README.md)
     classical_radius: int = DEFAULT_RADIUS  # classical:telea and classical:navier-stokes: neighbourhood in pixels
     batch_size: int = 1  # images (or crops) of equal padded size per generator pass; 1 is the official path
+    backend: str = DEFAULT_BACKEND  # torch (a model dir) | onnxruntime (a file written by `lama export --format onnx`)
 
     def __post_init__(self) -> None:
         self.check_inference()
@@ -81,6 +85,7 @@ class PredictOptions(InferenceOptions):
                               f"hd_strategy={self.hd_strategy}; use out_key=inpainted")
         check_precision(self.precision)
         check_device(self.device)
+        self._check_backend()
         if self.out_key not in OUT_KEYS:
             raise ConfigError(f"out_key={self.out_key!r}: expected one of {', '.join(OUT_KEYS)}")
         if self.dataset.pad_out_to_modulo < 1:
@@ -90,6 +95,22 @@ class PredictOptions(InferenceOptions):
             raise ConfigError(f"refine=true: {self.model.path} has no generator to refine; use a model dir")
         if gpu_ids(self.refiner.gpu_ids) and self.device == "cpu":
             raise ConfigError(f"refiner.gpu_ids={self.refiner.gpu_ids}: names GPUs, but device=cpu")
+
+    def _check_backend(self) -> None:
+        check_choices("", self, {"backend": BACKENDS})
+        onnx_file = self.model.path.lower().endswith(".onnx")
+        if self.backend == "torch" and onnx_file:
+            raise ConfigError(f"model.path={self.model.path}: an ONNX file; run it with backend=onnxruntime")
+        if self.backend != "onnxruntime":
+            return
+        if not onnx_file:
+            raise ConfigError(f"backend=onnxruntime: model.path={self.model.path}; expected a .onnx file written by "
+                              "'lama export'")
+        if self.refine:
+            raise ConfigError(REFINE_NEEDS_TORCH)
+        if self.precision != DEFAULT_PRECISION:
+            raise ConfigError(f"precision={self.precision}: an ONNX file's precision is set when it is exported "
+                              "(lama export --precision)")
 
 
 @dataclass
@@ -118,9 +139,7 @@ def prepare_outdir(outdir: Path, indir: Path, out_ext: str) -> None:
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"outdir={outdir}: not a folder")
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=outdir):
-            pass
+        try_writing_in(outdir)
     except OSError as error:
         raise InputError(f"outdir={outdir}: cannot write there ({error.strerror or error})") from None
 
@@ -148,19 +167,23 @@ class Inpainter:
                  fold_norms: bool = True, channels_last: bool = True, pad_out_to_modulo: int = 8,
                  inference: InferenceOptions | None = None, batch_size: int = 1) -> None:
         inference = inference or InferenceOptions()
-        inference.check_inference()
-        self.device = torch.device(device)
+        self._set_up(device, pad_out_to_modulo, inference, batch_size)
         self.dtype = precision_dtype(precision)
         self.concat_mask = model.concat_mask
         self.generator = prepare_for_inference(model.generator, self.device, precision, fold_norms, channels_last)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.modulo = pad_out_to_modulo
-        self.strategy = HDStrategy.from_options(inference)
-        self.refiner = None
         if inference.refine:
             devices = [torch.device(f"cuda:{index}") for index in gpu_ids(inference.refiner.gpu_ids)]
             self.refiner = Refiner(self.generator, inference.refiner, devices or [self.device], self.dtype,
                                    self.memory_format, self.concat_mask)
+
+    def _set_up(self, device: str | torch.device, modulo: int, inference: InferenceOptions, batch_size: int) -> None:
+        """What every backend shares: the device, the padding, the strategy and the batches."""
+        inference.check_inference()
+        self.device = torch.device(device)
+        self.modulo = modulo
+        self.strategy = HDStrategy.from_options(inference)
+        self.refiner: Refiner | None = None
         self.batches = BatchRunner(batch_size)
 
     def predict(self, image: np.ndarray, mask: np.ndarray, out_key: str = "inpainted") -> np.ndarray:
@@ -198,18 +221,22 @@ class Inpainter:
                 results[index] = result
         return results
 
-    @torch.inference_mode()
     def _forward(self, tiles: list[Tile], out_key: str) -> list[np.ndarray]:
         """One generator pass over tiles of equal padded size, each padded as the official dataset pads."""
-        images = torch.from_numpy(np.stack([pad_bottom_right(tile.image, self.modulo) for tile in tiles]))
-        masks = np.stack([pad_bottom_right(tile.mask, self.modulo) > 0 for tile in tiles])
-        image_t = images.to(self.device)
-        mask_t = torch.from_numpy(masks).to(self.device, torch.float32)
+        images = np.stack([pad_bottom_right(tile.image, self.modulo) for tile in tiles])
+        masks = np.stack([pad_bottom_right(tile.mask, self.modulo) > 0 for tile in tiles]).astype(np.float32)
+        result = self._run(images, masks, out_key)
+        return [result[index, :, :tile.image.shape[1], :tile.image.shape[2]] for index, tile in enumerate(tiles)]
+
+    @torch.inference_mode()
+    def _run(self, images: np.ndarray, masks: np.ndarray, out_key: str) -> np.ndarray:
+        """``out_key`` for a padded batch: float32 [B,3,H,W] images and [B,1,H,W] binary masks."""
+        image_t = torch.from_numpy(images).to(self.device)
+        mask_t = torch.from_numpy(masks).to(self.device)
         batch = generator_input(image_t, mask_t, self.concat_mask).to(self.dtype, memory_format=self.memory_format)
         predicted = self.generator(batch).float()
         result = mask_t * predicted + (1 - mask_t) * image_t if out_key == "inpainted" else predicted
-        result = result.cpu().numpy()
-        return [result[index, :, :tile.image.shape[1], :tile.image.shape[2]] for index, tile in enumerate(tiles)]
+        return result.cpu().numpy()
 
     def _refine(self, tiles: list[Tile]) -> list[np.ndarray]:
         (tile,) = tiles
@@ -221,6 +248,31 @@ def padded_shape(shape: Sequence[int], modulo: int) -> tuple[int, int]:
     """(height, width) after :func:`pad_bottom_right`."""
     height, width = shape
     return height + -height % modulo, width + -width % modulo
+
+
+class OnnxInpainter(Inpainter):
+    """An exported ONNX file (``lama export``) in ONNX Runtime behind :class:`Inpainter`'s calls: the same padding,
+    strategies, batches and outputs; the graph blends (or not) as its ``out_key`` was exported."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", pad_out_to_modulo: int = 8,
+                 inference: InferenceOptions | None = None, batch_size: int = 1, out_key: str = OUT_KEYS[0]) -> None:
+        inference = inference or InferenceOptions()
+        if inference.refine:
+            raise ConfigError(REFINE_NEEDS_TORCH)
+        self.runner = OnnxRunner(path, device)
+        self._check_out_key(out_key)
+        # The file's sides must be multiples of its own rule too (16 for a generator with a local Fourier unit).
+        self._set_up(device, math.lcm(pad_out_to_modulo, self.runner.multiple), inference, batch_size)
+
+    def _check_out_key(self, out_key: str) -> None:
+        """The graph computes one output, chosen at export."""
+        if out_key != self.runner.out_key:
+            raise ConfigError(f"out_key={out_key}: {self.runner.path} was exported with out_key={self.runner.out_key};"
+                              f" export it again with --out-key {out_key}")
+
+    def _run(self, images: np.ndarray, masks: np.ndarray, out_key: str) -> np.ndarray:
+        self._check_out_key(out_key)
+        return self.runner(images, masks)
 
 
 class ClassicalInpainter:
@@ -311,6 +363,10 @@ def _load_inpainter(options: PredictOptions, count: int) -> Inpainter | Classica
         log.info("inpainting %d masks with the classical %s method", count, method)
         return ClassicalInpainter(method, options.classical_radius)
     device = resolve_device(options.device)
+    if options.backend == "onnxruntime":
+        log.info("inpainting %d masks with %s in ONNX Runtime on %s", count, options.model.path, device)
+        return OnnxInpainter(options.model.path, device, options.dataset.pad_out_to_modulo, options,
+                             options.batch_size, options.out_key)
     model = load_model(options.model.path, options.model.checkpoint, map_location=device)
     log.info("inpainting %d masks with %s on %s (%s)", count, options.model.path, device, options.precision)
     cards = gpu_ids(options.refiner.gpu_ids)

@@ -21,7 +21,7 @@ from tests.train.conftest import TINY_GENERATOR
 
 # What ``lama --help`` must not wait for: each takes from a tenth of a second (numpy) to seconds (torch) to import.
 HEAVY = ("torch", "torchvision", "numpy", "cv2", "PIL", "scipy", "accelerate", "mlflow", "dvc", "kornia",
-         "torchmetrics", "webdataset", "optuna", "pydantic")
+         "torchmetrics", "webdataset", "optuna", "pydantic", "onnx", "onnxruntime", "onnxscript")
 
 HELP_SCRIPT = f"""
 import argparse, contextlib, io, json, sys

@@ -17,7 +17,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("config", "safe_yaml", "safe_load", "signals", "files", "journal", "stand_in", "weights", "devices", "imageio",
      "configs", "progress", "lazy"),
     ("models", "losses", "masks", "baselines", "tracking"),
-    ("data", "eval"),
+    ("data", "eval", "export"),
     ("train", "predict", "report"),
     ("sweep",),
     ("pipeline",),

@@ -18,7 +18,7 @@ from PIL import Image
 
 from lama.cli import main
 from lama.predict import pad_bottom_right
-from tests.conftest import FIXTURE_MODELS, REPO
+from tests.conftest import FIXTURE_MODELS, REPO, assert_matches_official, pixels
 
 
 def test_symmetric_padding_repeats_the_edge_row_first() -> None:
@@ -31,39 +31,21 @@ def test_symmetric_padding_repeats_the_edge_row_first() -> None:
     assert pad_bottom_right(array[:, :4, :], 4).shape == (2, 4, 4)  # width 3 -> 4, height kept
 
 
-def _pixels(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
-
-
-def _assert_matches_official(expected_dir: Path, output_dir: Path, input_dir: Path) -> None:
-    """Fixture rule: known pixels exact; at most 0.5 % of pixels differ, none by more than 1."""
-    expected = sorted(p.relative_to(expected_dir) for p in expected_dir.rglob("*.png"))
-    assert expected
-    for relative in expected:
-        got, ref = _pixels(output_dir / relative), _pixels(expected_dir / relative)
-        assert got.shape == ref.shape, relative
-        known = np.asarray(Image.open(input_dir / relative).convert("L")) == 0
-        delta = np.abs(got - ref).max(axis=-1)
-        assert delta[known].max() == 0, relative
-        assert delta.max() <= 1, relative
-        assert (delta > 0).mean() <= 0.005, relative
-
-
 @pytest.mark.parametrize("name", FIXTURE_MODELS)
 def test_cli_reproduces_official_predictions(fixtures: Path, tmp_path: Path, name: str) -> None:
     inputs = fixtures / "tiny-biglama/input"
     assert main(["predict", str(fixtures / name), str(inputs), str(tmp_path), "--quiet", "--device", "cpu"]) == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
     assert written == sorted(p.relative_to(inputs).as_posix() for p in inputs.rglob("*mask*.png"))
-    _assert_matches_official(fixtures / name / "expected", tmp_path, inputs)
+    assert_matches_official(fixtures / name / "expected", tmp_path, inputs)
 
 
 def test_official_style_overrides_and_raw_output(fixtures: Path, tmp_path: Path) -> None:
     args = [f"model.path={fixtures / 'tiny-biglama'}", f"indir={fixtures / 'tiny-biglama/input'}",
             f"outdir={tmp_path}", "out_key=predicted_image", "fold_norms=false", "channels_last=false", "-q"]
     assert main(["predict", *args]) == 0
-    blended = _pixels(fixtures / "tiny-biglama/expected/q_retina_mask001.png")
-    raw = _pixels(tmp_path / "q_retina_mask001.png")
+    blended = pixels(fixtures / "tiny-biglama/expected/q_retina_mask001.png")
+    raw = pixels(tmp_path / "q_retina_mask001.png")
     known = np.asarray(Image.open(fixtures / "tiny-biglama/input/q_retina_mask001.png").convert("L")) == 0
     assert np.abs(raw - blended)[known].max() > 0  # the raw output does not keep the known pixels
 
@@ -93,7 +75,7 @@ def test_bad_inputs_are_named_and_the_rest_is_still_written(
     assert any("s_rings_mask009.png" in e and "10x10" in e and "71x85" in e for e in errors)
     assert any("z_broken.png" in e and "cannot read" in e for e in errors)
     assert len(list(out.rglob("*.png"))) == 5
-    _assert_matches_official(fixtures / "tiny-biglama/expected", out, broken_inputs)
+    assert_matches_official(fixtures / "tiny-biglama/expected", out, broken_inputs)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +133,7 @@ def test_batches_give_the_official_predictions(fixtures: Path, tmp_path: Path) -
     inputs = fixtures / "tiny-biglama/input"
     assert main(["predict", str(fixtures / "tiny-biglama"), str(inputs), str(tmp_path), "-q", "--batch-size", "4",
                  "device=cpu"]) == 0
-    _assert_matches_official(fixtures / "tiny-biglama/expected", tmp_path, inputs)
+    assert_matches_official(fixtures / "tiny-biglama/expected", tmp_path, inputs)
 
 
 def test_a_batch_out_of_memory_is_split_and_nothing_is_lost(
@@ -181,7 +163,7 @@ def test_a_batch_out_of_memory_is_split_and_nothing_is_lost(
     assert sizes == [5, 2, 2, 1]  # 5 runs out of memory; then batches of 2 until the last one
     for index in range(5):
         name = f"p_mask{index:03d}.png"
-        got, alone = _pixels(tmp_path / "split" / name), _pixels(tmp_path / "alone" / name)
+        got, alone = pixels(tmp_path / "split" / name), pixels(tmp_path / "alone" / name)
         assert np.abs(got - alone).max() <= 1, name
 
 
@@ -214,7 +196,7 @@ def test_console_command_bf16_end_to_end(fixtures: Path, tmp_path: Path) -> None
     for reference in expected.rglob("*.png"):
         relative = reference.relative_to(expected)
         mask = np.asarray(Image.open(fixtures / "tiny-biglama/input" / relative).convert("L")) > 0
-        delta = np.abs(_pixels(tmp_path / relative) - _pixels(reference))
+        delta = np.abs(pixels(tmp_path / relative) - pixels(reference))
         assert delta[~mask].max() == 0
         assert delta[mask].mean() <= 2.0  # uint8 levels, i.e. 2/255
 

@@ -55,3 +55,22 @@ def test_inference_options_own_the_strategies_and_refiner_defaults_of_predict_an
     for key, value in vars(RefinerOptions()).items():
         if key != "gpu_ids":
             assert f"refiner.{key}={value}" in PREDICT_EPILOG, key
+
+
+def test_export_options_own_the_choices_and_defaults_of_lama_export_and_the_predict_backend() -> None:
+    from lama.export.options import (
+        BACKENDS,
+        DEFAULT_BACKEND,
+        FORMATS,
+        FOURIER_MODES,
+        ONNX_PRECISIONS,
+        ExportOptions,
+    )
+    from lama.models.inference_options import OUT_KEYS
+
+    for flag, choices, field in (("--format", FORMATS, "format"), ("--fourier", FOURIER_MODES, "fourier"),
+                                 ("--precision", ONNX_PRECISIONS, "precision"), ("--out-key", OUT_KEYS, "out_key")):
+        assert tuple(_option("export", flag).choices) == choices, flag
+        assert _option("export", flag).default == getattr(ExportOptions, field), flag
+    assert tuple(_option("predict", "--backend").choices) == BACKENDS
+    assert PredictOptions.backend == DEFAULT_BACKEND in BACKENDS

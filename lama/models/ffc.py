@@ -31,11 +31,13 @@ class FourierUnit(nn.Module):
         # half-precision spectra of large BatchNorm activations overflow.
         fft_dtype = torch.promote_types(x.dtype, torch.float32)
         spectrum = torch.fft.rfftn(x.to(fft_dtype), dim=(-2, -1), norm=self.fft_norm)
+        # The width of the half spectrum, from the input's (ONNX export cannot read a complex tensor's shape).
+        bins = width // 2 + 1
         # Interleave per input channel: channel 2c is Re(c), 2c+1 is Im(c) (the official weight layout).
-        stacked = torch.view_as_real(spectrum).permute(0, 1, 4, 2, 3).reshape(batch, -1, height, spectrum.shape[-1])
+        stacked = torch.view_as_real(spectrum).permute(0, 1, 4, 2, 3).reshape(batch, -1, height, bins)
         stacked = stacked.to(self.conv_layer.weight.dtype)
         stacked = self.relu(self.bn(self.conv_layer(stacked)))
-        pairs = stacked.to(fft_dtype).reshape(batch, -1, 2, height, spectrum.shape[-1]).permute(0, 1, 3, 4, 2)
+        pairs = stacked.to(fft_dtype).reshape(batch, -1, 2, height, bins).permute(0, 1, 3, 4, 2)
         spectrum = torch.view_as_complex(pairs.contiguous())
         # s= restores odd widths exactly: rfft of width 11 has 6 bins, which alone would decode to width 10.
         out = torch.fft.irfftn(spectrum, s=(height, width), dim=(-2, -1), norm=self.fft_norm)
@@ -69,11 +71,13 @@ class SpectralTransform(nn.Module):
 
     def _local_fourier(self, x: torch.Tensor) -> torch.Tensor:
         # The first quarter of the channels is folded 2×2 in space, transformed, and tiled back. The official
-        # code splits both axes at h // 2, so it only makes sense on square maps; we keep that behaviour.
+        # code splits both axes at h // 2, so it only makes sense on square maps; we keep that behaviour. The
+        # halves are sliced rather than split by a computed size, which ONNX export cannot fold.
         channels, height = x.shape[1], x.shape[2]
-        split = height // 2
-        folded = torch.cat(torch.split(x[:, : channels // 4], split, dim=-2), dim=1)
-        folded = torch.cat(torch.split(folded, split, dim=-1), dim=1)
+        half = height // 2
+        quarter = x[:, : channels // 4]
+        top, bottom = quarter[:, :, :half], quarter[:, :, half:]
+        folded = torch.cat([top[..., :half], bottom[..., :half], top[..., half:], bottom[..., half:]], dim=1)
         return self.lfu(folded).repeat(1, 1, 2, 2)
 
 
