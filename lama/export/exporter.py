@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lama import __version__
+from lama.config import ConfigError
 from lama.export.graph import exportable_call, size_rule, square_only
 from lama.export.options import META_MINIMUM, META_MULTIPLE, META_OUT_KEY, META_SQUARE, ExportOptions
 from lama.files import try_writing_in
@@ -38,6 +40,13 @@ def check_output(path: Path) -> None:
         raise ModelDirError(f"{path}: cannot write there ({error.strerror or error})") from None
 
 
+def require_onnx_exporter() -> None:
+    """One line unless the packages ``torch.onnx`` writes with are installed (the ``export`` extra)."""
+    for package in ("onnx", "onnxscript"):
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(f"format=onnx: the {package} package is not installed (pip install 'lama-lab[export]')")
+
+
 def export_model(model_dir: str | Path, output: str | Path, options: ExportOptions | None = None,
                  checkpoint: str = DEFAULT_CHECKPOINT) -> ExportResult:
     """Export the generator of ``model_dir`` (or of a ``.ckpt`` inside one) to ``output``; every input is checked,
@@ -47,6 +56,8 @@ def export_model(model_dir: str | Path, output: str | Path, options: ExportOptio
     chosen = options.format_for(str(output))
     spec = read_model_dir(model_dir, checkpoint)  # a dir that is not a model dir fails here, named
     check_output(output)
+    if chosen == "onnx":
+        require_onnx_exporter()
     start = time.perf_counter()
     model = load_model(model_dir, checkpoint)
     multiple, minimum = size_rule(model)

@@ -56,6 +56,22 @@ def exportable_call(model: InpaintingModel, basis_fourier: bool = False, precisi
     return InpaintingCall(generator.requires_grad_(False), model.concat_mask, blend).eval()
 
 
+def fewest_multiples(multiple: int, minimum: int) -> int:
+    """How many times ``multiple`` the smallest side the generator takes is."""
+    return -(-minimum // multiple)
+
+
+def example_inputs(multiple: int, minimum: int, square: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch to trace with: two items (torch.export specialises a size of 1) and sides above the minimum that
+    differ (so that nothing is specialised to a square), except for a square-only generator."""
+    side = fewest_multiples(multiple, minimum) + 1
+    height, width = multiple * side, multiple * (side if square else side + 1)
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, height, width, generator=generator)
+    mask = (torch.rand(2, 1, height, width, generator=generator) > 0.5).float()
+    return image, mask
+
+
 def size_rule(model: InpaintingModel) -> tuple[int, int]:
     """``(multiple, minimum)`` of the sides the exported call takes (``lama.models.generators.input_size_rule``)."""
     return input_size_rule(model.generator_config)

@@ -36,8 +36,8 @@ class OnnxRunner:
         try:
             import onnxruntime
         except ImportError:
-            raise ModelDirError("backend=onnxruntime: onnxruntime is not installed (pip install onnxruntime, or "
-                                "onnxruntime-gpu)") from None
+            raise ModelDirError("backend=onnxruntime: onnxruntime is not installed (pip install 'lama-lab[export]'; "
+                                "onnxruntime-gpu in its place for CUDA)") from None
         path = Path(path)
         if not path.is_file():
             raise ModelDirError(f"{path}: not found; expected an ONNX file written by 'lama export'")

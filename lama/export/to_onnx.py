@@ -11,28 +11,17 @@ from pathlib import Path
 import onnx
 import torch
 
-from lama.export.graph import InpaintingCall
+from lama.export.graph import InpaintingCall, example_inputs, fewest_multiples
 from lama.export.options import IMAGE_INPUT, MASK_INPUT, ONNX_OPSET
 from lama.files import atomic_write
-
-
-def example_inputs(multiple: int, minimum: int, square: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch to trace with: two items (torch.export specialises a size of 1) and sides above the minimum that
-    differ (so that nothing is specialised to a square), except for a square-only generator."""
-    side = -(-minimum // multiple) + 1
-    height, width = multiple * side, multiple * (side if square else side + 1)
-    generator = torch.Generator().manual_seed(0)
-    image = torch.rand(2, 3, height, width, generator=generator)
-    mask = (torch.rand(2, 1, height, width, generator=generator) > 0.5).float()
-    return image, mask
 
 
 def onnx_model(call: InpaintingCall, output: str, multiple: int, minimum: int, square: bool) -> onnx.ModelProto:
     """The traced call as an ONNX model: sides any multiple of ``multiple`` from ``minimum`` up (equal for a
     square-only generator), any batch."""
     batch = torch.export.Dim("batch")
-    height = torch.export.Dim("height", min=-(-minimum // multiple))
-    width = height if square else torch.export.Dim("width", min=-(-minimum // multiple))
+    height = torch.export.Dim("height", min=fewest_multiples(multiple, minimum))
+    width = height if square else torch.export.Dim("width", min=fewest_multiples(multiple, minimum))
     sizes = {0: batch, 2: multiple * height, 3: multiple * width}
     # The exporter reports each of its passes on stdout and warns about its own internals; a failure still raises.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

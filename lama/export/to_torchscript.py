@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lama.export.graph import InpaintingCall
-from lama.export.to_onnx import example_inputs
+from lama.export.graph import InpaintingCall, example_inputs
 from lama.files import atomic_write
 
 # The file inside the TorchScript archive that holds what ONNX files keep in their metadata properties.

@@ -74,3 +74,15 @@ def test_an_unknown_choice_is_refused_by_the_api_too(fixtures: Path, tmp_path: P
     with pytest.raises(ValueError, match=f"fourier='fft': expected one of {', '.join(FOURIER_MODES)}"):
         export_model(fixtures / "tiny-biglama", tmp_path / "out.onnx", ExportOptions(fourier="fft"))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_onnx_exporter_package_is_one_line_naming_the_extra(fixtures: Path, tmp_path: Path, capsys,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "onnxscript" else real_find_spec(name, *args))
+    assert main(["export", str(fixtures / "tiny-biglama"), str(tmp_path / "out.onnx")]) == 2
+    assert "the onnxscript package is not installed (pip install 'lama-lab[export]')" in _one_line_error(capsys)
+    assert not list(tmp_path.iterdir())
