@@ -23,7 +23,7 @@ import torch
 from lama.baselines import DEFAULT_RADIUS, check_radius, classical_fill, classical_method
 from lama.config import ConfigError, check_choices, check_positive
 from lama.devices import AUTO, check_device, resolve_device
-from lama.export.options import BACKENDS, DEFAULT_BACKEND
+from lama.export.options import BACKENDS, DEFAULT_BACKEND, format_of
 from lama.export.runtime import OnnxRunner
 from lama.files import try_writing_in, write_image
 from lama.imageio.eval_layout import (
@@ -98,7 +98,7 @@ class PredictOptions(InferenceOptions):
 
     def _check_backend(self) -> None:
         check_choices("", self, {"backend": BACKENDS})
-        onnx_file = self.model.path.lower().endswith(".onnx")
+        onnx_file = format_of(self.model.path) == "onnx"
         if self.backend == "torch" and onnx_file:
             raise ConfigError(f"model.path={self.model.path}: an ONNX file; run it with backend=onnxruntime")
         if self.backend != "onnxruntime":

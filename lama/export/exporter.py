@@ -10,10 +10,10 @@ from pathlib import Path
 
 from lama import __version__
 from lama.config import ConfigError
-from lama.export.graph import exportable_call, size_rule, square_only
+from lama.export.graph import exportable_call, square_only
 from lama.export.options import META_MINIMUM, META_MULTIPLE, META_OUT_KEY, META_SQUARE, ExportOptions
 from lama.files import try_writing_in
-from lama.models.generators import architecture_of
+from lama.models.generators import architecture_of, input_size_rule
 from lama.models.model_dir import DEFAULT_CHECKPOINT, ModelDirError, load_model, read_model_dir
 from lama.weights import sha256_of
 
@@ -53,14 +53,14 @@ def export_model(model_dir: str | Path, output: str | Path, options: ExportOptio
     each with a one-line error, before the model is loaded."""
     options = options or ExportOptions()
     output = Path(output)
-    chosen = options.format_for(str(output))
+    chosen = options.format_for(output)
     spec = read_model_dir(model_dir, checkpoint)  # a dir that is not a model dir fails here, named
     check_output(output)
     if chosen == "onnx":
         require_onnx_exporter()
     start = time.perf_counter()
     model = load_model(model_dir, checkpoint)
-    multiple, minimum = size_rule(model)
+    multiple, minimum = input_size_rule(spec.generator)
     square = square_only(model)
     metadata = {
         META_MULTIPLE: str(multiple), META_MINIMUM: str(minimum), META_SQUARE: str(square).lower(),

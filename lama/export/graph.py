@@ -2,7 +2,7 @@
 
 ``(image, mask) -> inpainted`` is the call IOPaint and simple-lama-inpainting make on their ``big-lama.pt``: an
 image in [0, 1] and a mask whose values above 0 are holes (they pass it as int64, ``(mask > 0) * 1``); the result
-is the image with its holes filled. Sides must be multiples of the model's :func:`size_rule` (callers pad, as the
+is the image with its holes filled. Sides must follow the generator's ``input_size_rule`` (callers pad, as the
 official dataset does); the file records the rule.
 """
 
@@ -13,7 +13,6 @@ from torch import nn
 
 from lama.export.fourier import BasisFourierUnit, with_basis_fourier_units
 from lama.models.ffc import FourierUnit, SpectralTransform
-from lama.models.generators import input_size_rule
 from lama.models.inference import fold_all_batchnorms
 from lama.models.model_dir import InpaintingModel, generator_input
 
@@ -70,11 +69,6 @@ def example_inputs(multiple: int, minimum: int, square: bool) -> tuple[torch.Ten
     image = torch.rand(2, 3, height, width, generator=generator)
     mask = (torch.rand(2, 1, height, width, generator=generator) > 0.5).float()
     return image, mask
-
-
-def size_rule(model: InpaintingModel) -> tuple[int, int]:
-    """``(multiple, minimum)`` of the sides the exported call takes (``lama.models.generators.input_size_rule``)."""
-    return input_size_rule(model.generator_config)
 
 
 def square_only(model: InpaintingModel) -> bool:

@@ -6,6 +6,7 @@ This module imports no torch, so that the command line lists the choices without
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from lama.config import ConfigError, check_choices
 from lama.models.inference_options import OUT_KEYS
@@ -34,6 +35,11 @@ BACKENDS = ("torch", "onnxruntime")
 DEFAULT_BACKEND = "torch"
 
 
+def format_of(path: str | PurePath) -> str | None:
+    """The format a file's suffix names, if any."""
+    return FORMAT_OF_SUFFIX.get(PurePath(path).suffix.lower())
+
+
 @dataclass
 class ExportOptions:
     """How a model dir becomes a file; ``format`` None means "from the output's suffix"."""
@@ -47,15 +53,13 @@ class ExportOptions:
         choices = {"fourier": FOURIER_MODES, "precision": ONNX_PRECISIONS, "out_key": OUT_KEYS}
         check_choices("", self, choices if self.format is None else {"format": FORMATS, **choices})
 
-    def format_for(self, output: str) -> str:
+    def format_for(self, output: str | PurePath) -> str:
         """The format to write ``output`` in (the one asked for, else the one its suffix names), checked against
         the ONNX-only options."""
-        name = output.rsplit("/", 1)[-1]
-        suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-        if self.format is None and suffix not in FORMAT_OF_SUFFIX:
+        chosen = self.format or format_of(output)
+        if chosen is None:
             raise ConfigError(f"{output}: cannot tell the format from the suffix; name it with --format "
                               f"({', '.join(FORMATS)}) or use one of {', '.join(FORMAT_OF_SUFFIX)}")
-        chosen = self.format or FORMAT_OF_SUFFIX[suffix]
         if chosen == "torchscript" and (self.fourier, self.precision) != (DEFAULT_FOURIER, DEFAULT_ONNX_PRECISION):
             raise ConfigError(f"format=torchscript: fourier and precision are ONNX options (got fourier={self.fourier}"
                               f", precision={self.precision}); TorchScript runs torch's own FFT in fp32")

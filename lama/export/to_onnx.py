@@ -20,8 +20,9 @@ def onnx_model(call: InpaintingCall, output: str, multiple: int, minimum: int, s
     """The traced call as an ONNX model: sides any multiple of ``multiple`` from ``minimum`` up (equal for a
     square-only generator), any batch."""
     batch = torch.export.Dim("batch")
-    height = torch.export.Dim("height", min=fewest_multiples(multiple, minimum))
-    width = height if square else torch.export.Dim("width", min=fewest_multiples(multiple, minimum))
+    fewest = fewest_multiples(multiple, minimum)
+    height = torch.export.Dim("height", min=fewest)
+    width = height if square else torch.export.Dim("width", min=fewest)
     sizes = {0: batch, 2: multiple * height, 3: multiple * width}
     # The exporter reports each of its passes on stdout and warns about its own internals; a failure still raises.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
